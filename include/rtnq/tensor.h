@@ -1,0 +1,46 @@
+// A read-only view of a tensor's bytes plus whatever keeps them alive (a memory map or a buffer).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "rtnq/dtype.h"
+
+namespace rtnq {
+
+using Shape = std::vector<int64_t>;
+
+inline int64_t shape_numel(const Shape& s) {
+  return std::accumulate(s.begin(), s.end(), int64_t{1}, [](int64_t a, int64_t b) { return a * b; });
+}
+std::string shape_to_string(const Shape& s);  // "[576, 1536]"
+
+struct TensorInfo {
+  std::string name;
+  DType dtype = DType::kF32;
+  Shape shape;
+  int64_t numel() const { return shape_numel(shape); }
+  size_t nbytes() const { return size_t(numel()) * dtype_size(dtype); }
+};
+
+struct TensorView {
+  TensorInfo info;
+  const void* data = nullptr;
+  // Keeps `data` valid: the mapped file for zero-copy views, or an owned buffer.
+  std::shared_ptr<const void> keepalive;
+
+  template <typename T>
+  const T* as() const { return static_cast<const T*>(data); }
+  int64_t numel() const { return info.numel(); }
+  size_t nbytes() const { return info.nbytes(); }
+};
+
+// A view that owns a freshly allocated fp32 buffer of `shape`; returns the writable pointer too.
+TensorView make_owned_f32(std::string name, Shape shape, float** out_ptr);
+// Any float view as contiguous fp32 (zero-copy when already F32).
+TensorView to_f32(const TensorView& v);
+
+}  // namespace rtnq

@@ -1,0 +1,30 @@
+#include "rtnq/tensor.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+namespace rtnq {
+
+std::string shape_to_string(const Shape& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
+
+TensorView make_owned_f32(std::string name, Shape shape, float** out_ptr) {
+  TensorView v;
+  v.info.name = std::move(name);
+  v.info.dtype = DType::kF32;
+  v.info.shape = std::move(shape);
+  auto buf = std::shared_ptr<float[]>(new float[size_t(v.info.numel())]);
+  *out_ptr = buf.get();
+  v.data = buf.get();
+  v.keepalive = std::shared_ptr<const void>(buf, buf.get());
+  return v;
+}
+
+TensorView to_f32(const TensorView& v) {
+  if (v.info.dtype == DType::kF32) return v;
+  float* dst = nullptr;
+  TensorView out = make_owned_f32(v.info.name, v.info.shape, &dst);
+  convert_to_f32(v.data, v.info.dtype, dst, size_t(v.numel()));
+  return out;
+}
+
+}  // namespace rtnq
