@@ -1,0 +1,188 @@
+// End to end: quantize real models with the pipeline, read the checkpoint back through the loader,
+// and check every packed integer and scale against the RTN reference run on the source weights.
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "quant/compressed-tensors.h"
+#include "quant/pack.h"
+#include "quant/quantize-pipeline.h"
+#include "rtnq/model.h"
+#include "rtnq/plan.h"
+#include "rtnq/quant.h"
+
+namespace fs = std::filesystem;
+
+namespace rtnq {
+namespace {
+
+fs::path models_dir() { return fs::path(std::getenv("RTNQ_SOURCE_DIR") ? std::getenv("RTNQ_SOURCE_DIR") : RTNQ_SOURCE_DIR) / "models"; }
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    path = fs::temp_directory_path() / ("rtnq-e2e-" + std::to_string(::getpid()) + "-" + std::to_string(std::rand()));
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+PlanTable uniform_plan(const ModelSpec& spec, QuantSpec all) {
+  PlanTable t;
+  t.layers.assign(size_t(spec.num_layers), {});
+  for (auto& l : t.layers) l.fill(all);
+  return t;
+}
+
+// Reads back `out` and checks it against `src` quantized by the reference, module by module.
+// `max_layers` bounds the work in slow (sanitizer) builds.
+void check_readback(const LoadedModel& src, const PlanTable& plan, const fs::path& out, int64_t max_layers) {
+  auto back = load_model(out);
+  ASSERT_TRUE(back) << back.status().to_string();
+  ASSERT_TRUE(back->quantization_config.has_value());
+  EXPECT_EQ(back->spec.num_layers, src.spec.num_layers);
+  EXPECT_EQ(back->spec.hidden_size, src.spec.hidden_size);
+  EXPECT_EQ(back->spec.vocab_size, src.spec.vocab_size);
+  const DType model_dtype = src.spec.torch_dtype;
+  for (int64_t l = 0; l < std::min(max_layers, src.spec.num_layers); ++l) {
+    for (int mi = 0; mi < kNumModules; ++mi) {
+      const Module m = Module(mi);
+      const std::string prefix = module_hf_prefix(l, m);
+      const QuantSpec want = plan.at(l, m);
+      auto got = scheme_for_module(*back->quantization_config, prefix);
+      ASSERT_TRUE(got) << got.status().to_string();
+      ASSERT_EQ(got->precision, want.precision) << prefix;
+      auto w = src.weights->get(prefix + ".weight");
+      ASSERT_TRUE(w) << w.status().to_string();
+      // Reference: the source weight as the model dtype holds it, quantized by rtn_quantize_ref.
+      TensorView wf = to_f32(*w);
+      std::vector<float> wv(wf.as<float>(), wf.as<float>() + wf.numel());
+      for (auto& x : wv) x = round_to_dtype(x, model_dtype);
+      if (want.precision == Precision::kKeep) {
+        auto kept = back->weights->get(prefix + ".weight");
+        ASSERT_TRUE(kept) << prefix;
+        TensorView kf = to_f32(*kept);
+        for (int64_t i = 0; i < kf.numel(); ++i) ASSERT_EQ(kf.as<float>()[i], wv[size_t(i)]) << prefix << " @" << i;
+        continue;
+      }
+      ASSERT_EQ(got->group_size, want.group_size) << prefix;
+      const int64_t rows = w->info.shape[0], cols = w->info.shape[1];
+      const int bits = precision_bits(want.precision);
+      const int64_t g = effective_group(want.group_size, cols);
+      std::vector<int8_t> qref(size_t(rows * cols));
+      std::vector<float> sref(size_t(rows * (cols / g)));
+      ASSERT_TRUE(rtn_quantize_ref(wv.data(), rows, cols, bits, want.group_size, model_dtype, qref.data(), sref.data()).is_ok());
+      auto packed = back->weights->get(prefix + ".weight_packed");
+      auto scale = back->weights->get(prefix + ".weight_scale");
+      auto shape = back->weights->get(prefix + ".weight_shape");
+      ASSERT_TRUE(packed && scale && shape) << prefix;
+      ASSERT_EQ(packed->info.dtype, DType::kI32);
+      ASSERT_EQ(packed->info.shape, (Shape{rows, cols * bits / 32}));
+      ASSERT_EQ(scale->info.shape, (Shape{rows, cols / g}));
+      ASSERT_EQ(scale->info.dtype, model_dtype);
+      ASSERT_EQ(shape->as<int64_t>()[0], rows);
+      ASSERT_EQ(shape->as<int64_t>()[1], cols);
+      std::vector<int8_t> q(size_t(rows * cols));
+      unpack_int32(packed->as<int32_t>(), rows, cols, bits, q.data());
+      for (size_t i = 0; i < q.size(); ++i) ASSERT_EQ(int(q[i]), int(qref[i])) << prefix << " q @" << i;
+      TensorView sf = to_f32(*scale);
+      for (size_t i = 0; i < sref.size(); ++i) ASSERT_EQ(sf.as<float>()[i], sref[i]) << prefix << " scale @" << i;
+    }
+  }
+  EXPECT_TRUE(fs::exists(out / "config.json"));
+}
+
+TEST(QuantizeE2E, Stories260KWritesAndReadsBack) {
+  const fs::path bin = models_dir() / "stories260K" / "stories260K.bin";
+  if (!fs::exists(bin)) GTEST_SKIP() << bin << " missing: run scripts/fetch-models.sh";
+  auto src = load_model(bin);
+  ASSERT_TRUE(src) << src.status().to_string();
+  // dim 64, hidden 172: int4 with group 64 for everything that reads 64 inputs; down (172 inputs)
+  // cannot be packed at 4 bits (172 % 8 != 0), so it goes to int8 per channel.
+  PlanTable plan = uniform_plan(src->spec, {Precision::kInt4, 64});
+  for (auto& l : plan.layers) l[size_t(Module::kDown)] = {Precision::kInt8, kPerChannel};
+  plan.layers[1].fill({Precision::kKeep, 128});  // one layer kept whole: exercises the ignore list
+  TempDir tmp;
+  QuantizeOptions opts;
+  opts.output = tmp.path / "out";
+  opts.progress = false;
+  opts.threads = 2;
+  opts.max_shard_bytes = 200'000;  // force several shards + index on this 1 MB model
+  auto rep = quantize_model(*src, plan, opts);
+  ASSERT_TRUE(rep) << rep.status().to_string();
+  EXPECT_GT(rep->shards, 1);
+  EXPECT_TRUE(fs::exists(opts.output / "model.safetensors.index.json"));
+  EXPECT_TRUE(fs::exists(opts.output / "tokenizer.json"));
+  EXPECT_FALSE(fs::exists(tmp.path / "out.rtnq-tmp-" + std::to_string(::getpid())));
+  for (const auto& m : rep->modules)
+    if (m.spec.precision != Precision::kKeep) {
+      EXPECT_GT(m.rel_rms_error, 0.0) << m.module;
+      EXPECT_LT(m.rel_rms_error, m.spec.precision == Precision::kInt8 ? 0.02 : 0.2) << m.module;
+    }
+  check_readback(*src, plan, opts.output, src->spec.num_layers);
+
+  // An existing output is never overwritten without force, and stays intact.
+  auto again = quantize_model(*src, plan, opts);
+  ASSERT_FALSE(again);
+  EXPECT_NE(again.status().message().find("--force"), std::string::npos);
+  EXPECT_TRUE(fs::exists(opts.output / "config.json"));
+  opts.force = true;
+  ASSERT_TRUE(quantize_model(*src, plan, opts));
+}
+
+TEST(QuantizeE2E, FailedRunLeavesNothingBehind) {
+  const fs::path bin = models_dir() / "stories260K" / "stories260K.bin";
+  if (!fs::exists(bin)) GTEST_SKIP() << bin << " missing";
+  auto src = load_model(bin);
+  ASSERT_TRUE(src);
+  // int4 on down_proj (172 inputs) cannot be packed: the run must fail before leaving any output.
+  PlanTable plan = uniform_plan(src->spec, {Precision::kInt4, kPerChannel});
+  TempDir tmp;
+  QuantizeOptions opts;
+  opts.output = tmp.path / "out";
+  opts.progress = false;
+  auto rep = quantize_model(*src, plan, opts);
+  ASSERT_FALSE(rep);
+  EXPECT_NE(rep.status().message().find("down_proj"), std::string::npos) << rep.status().message();
+  EXPECT_TRUE(fs::is_empty(tmp.path)) << "left behind: " << fs::directory_iterator(tmp.path)->path();
+}
+
+TEST(QuantizeE2E, SmolLM2GgufGroup64ReadsBack) {
+  const fs::path gguf = models_dir() / "SmolLM2-135M-Instruct" / "SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (!fs::exists(gguf)) GTEST_SKIP() << gguf << " missing: run scripts/fetch-models.sh";
+  auto src = load_model(gguf);
+  ASSERT_TRUE(src) << src.status().to_string();
+  EXPECT_EQ(src->spec.hidden_size, 576);
+  // K = 576 = 9 x 64: group 64 fits every module (down reads 1536 = 24 x 64). First and last layers int8.
+  PlanTable plan = uniform_plan(src->spec, {Precision::kInt4, 64});
+  plan.layers.front().fill({Precision::kInt8, 64});
+  plan.layers.back().fill({Precision::kInt8, 64});
+  TempDir tmp;
+  QuantizeOptions opts;
+  opts.output = tmp.path / "smol";
+  opts.progress = false;
+  auto rep = quantize_model(*src, plan, opts);
+  ASSERT_TRUE(rep) << rep.status().to_string();
+  EXPECT_EQ(rep->shards, 1);
+  EXPECT_LT(rep->output_bytes, rep->input_bytes);
+#if defined(__SANITIZE_ADDRESS__)
+  const int64_t layers_to_check = 2;  // sanitizer builds are ~10x slower; the release build checks all
+#else
+  const int64_t layers_to_check = src->spec.num_layers;
+#endif
+  check_readback(*src, plan, opts.output, layers_to_check);
+  check_readback(*src, plan, opts.output, 0);  // spec and config only
+  // The last layer is int8 too: check it in every build.
+  auto back = load_model(opts.output);
+  ASSERT_TRUE(back);
+  auto s = scheme_for_module(*back->quantization_config, module_hf_prefix(src->spec.num_layers - 1, Module::kDown));
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->precision, Precision::kInt8);
+}
+
+}  // namespace
+}  // namespace rtnq
