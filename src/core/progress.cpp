@@ -68,8 +68,9 @@ void Progress::draw(bool final_line) {
     std::fprintf(stderr, "\r\033[K%s  %s%s", line.c_str(), cur.c_str(), final_line ? "\n" : "");
   } else {
     // Not a terminal: one line per 10% so logs stay short.
+    // The 100% line is left to finish(), which prints the total time.
     const int pct = int(frac * 100);
-    if (final_line || pct / 10 > last_logged_percent_ / 10) {
+    if (final_line || (pct < 100 && pct / 10 > last_logged_percent_ / 10)) {
       last_logged_percent_ = pct;
       std::fprintf(stderr, "%s\n", line.c_str());
     }

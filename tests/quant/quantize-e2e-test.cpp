@@ -75,7 +75,8 @@ void check_readback(const LoadedModel& src, const PlanTable& plan, const fs::pat
       const int64_t g = effective_group(want.group_size, cols);
       std::vector<int8_t> qref(size_t(rows * cols));
       std::vector<float> sref(size_t(rows * (cols / g)));
-      ASSERT_TRUE(rtn_quantize_ref(wv.data(), rows, cols, bits, want.group_size, model_dtype, qref.data(), sref.data()).is_ok());
+      ASSERT_TRUE(rtn_quantize_ref(wv.data(), rows, cols, bits, want.group_size, model_dtype, qref.data(), sref.data(),
+                                   rtn_quotient_dtype(model_dtype, model_dtype)).is_ok());
       auto packed = back->weights->get(prefix + ".weight_packed");
       auto scale = back->weights->get(prefix + ".weight_scale");
       auto shape = back->weights->get(prefix + ".weight_shape");

@@ -216,7 +216,7 @@ Expected<QuantizeReport> quantize_model(const LoadedModel& model, const PlanTabl
         RTNQ_ASSIGN_OR_RETURN(TensorView v, model.weights->get(o.source));
         // Quantize the weight as the output's model dtype holds it (GGUF/llama2.c: converted first),
         // so the result equals quantizing the equivalent Hugging Face checkpoint.
-        TensorView in = as_dtype(v, o.info.kind == OutputTensor::Kind::kPacked ? outputs[i + 1].info.dtype : v.info.dtype);
+        TensorView in = as_dtype(v, outputs[i + 1].info.dtype);
         auto qt = rtn_quantize(in, precision_bits(o.spec.precision), o.spec.group_size, outputs[i + 1].info.dtype, &pool);
         if (!qt) return qt.status();
         q = std::move(qt.value());

@@ -79,14 +79,14 @@ std::string format_quantize_summary(const QuantizeReport& r) {
                        format_bytes(a.bytes_out));
   }
   // Per layer, with runs of layers that got identical treatment folded into one row.
-  out += fmt::format("\n{:<10} {:<44} {:>12} {:>12} {:>10}\n", "layers", "q k v o gate up down", "rel RMS err",
-                     "bytes in", "bytes out");
+  out += fmt::format("\n{:<10} {:<9}{:<9}{:<9}{:<9}{:<9}{:<9}{:<9} {:>12} {:>12} {:>10}\n", "layers", "q", "k", "v", "o",
+                     "gate", "up", "down", "rel RMS err", "bytes in", "bytes out");
   std::map<int64_t, std::string> layer_sig;
   for (const auto& [l, a] : by_layer) {
     std::string sig;
     for (int mi = 0; mi < 7; ++mi)
       for (const auto& m : r.modules)
-        if (m.layer == l && m.module == kKinds[mi]) sig += (sig.empty() ? "" : " ") + spec_label(m.spec);
+        if (m.layer == l && m.module == kKinds[mi]) sig += fmt::format("{:<9}", spec_label(m.spec));
     layer_sig[l] = sig;
   }
   for (auto it = by_layer.begin(); it != by_layer.end();) {
@@ -101,7 +101,7 @@ std::string format_quantize_summary(const QuantizeReport& r) {
         if (m.layer == jt->first) a.add(m);
       ++jt;
     }
-    out += fmt::format("{:<10} {:<44} {:>12} {:>12} {:>10}\n", layer_ranges(run), layer_sig[it->first], a.err(),
+    out += fmt::format("{:<10} {:<63} {:>12} {:>12} {:>10}\n", layer_ranges(run), layer_sig[it->first], a.err(),
                        format_bytes(a.bytes_in), format_bytes(a.bytes_out));
     it = jt;
   }
