@@ -118,7 +118,7 @@ TEST(QuantizeE2E, Stories260KWritesAndReadsBack) {
   EXPECT_GT(rep->shards, 1);
   EXPECT_TRUE(fs::exists(opts.output / "model.safetensors.index.json"));
   EXPECT_TRUE(fs::exists(opts.output / "tokenizer.json"));
-  EXPECT_FALSE(fs::exists(tmp.path / "out.rtnq-tmp-" + std::to_string(::getpid())));
+  EXPECT_FALSE(fs::exists(tmp.path / ("out.rtnq-tmp-" + std::to_string(::getpid()))));
   for (const auto& m : rep->modules)
     if (m.spec.precision != Precision::kKeep) {
       EXPECT_GT(m.rel_rms_error, 0.0) << m.module;
