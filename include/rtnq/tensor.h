@@ -31,6 +31,9 @@ struct TensorView {
   const void* data = nullptr;
   // Keeps `data` valid: the mapped file for zero-copy views, or an owned buffer.
   std::shared_ptr<const void> keepalive;
+  // True for zero-copy views into a read-only file mapping: their pages may be handed back to the
+  // kernel after use (release_file_pages) without losing data, which keeps streaming RSS bounded.
+  bool file_backed = false;
 
   template <typename T>
   const T* as() const { return static_cast<const T*>(data); }
@@ -40,6 +43,9 @@ struct TensorView {
 
 // A view that owns a freshly allocated fp32 buffer of `shape`; returns the writable pointer too.
 TensorView make_owned_f32(std::string name, Shape shape, float** out_ptr);
+// Drop the resident pages wholly inside a file-backed view (no-op for other views); the data is
+// read again from the file if touched later.
+void release_file_pages(const TensorView& v);
 // Any float view as contiguous fp32 (zero-copy when already F32).
 TensorView to_f32(const TensorView& v);
 

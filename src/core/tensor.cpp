@@ -1,5 +1,8 @@
 #include "rtnq/tensor.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -17,6 +20,14 @@ TensorView make_owned_f32(std::string name, Shape shape, float** out_ptr) {
   v.data = buf.get();
   v.keepalive = std::shared_ptr<const void>(buf, buf.get());
   return v;
+}
+
+void release_file_pages(const TensorView& v) {
+  if (!v.file_backed || v.data == nullptr) return;
+  const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (uintptr_t(v.data) + page - 1) / page * page;
+  const uintptr_t end = (uintptr_t(v.data) + v.nbytes()) / page * page;
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 TensorView to_f32(const TensorView& v) {

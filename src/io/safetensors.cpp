@@ -183,6 +183,7 @@ Expected<TensorView> SafetensorsFile::view(const std::string& name) const {
   v.info = tensors_[it->second];
   v.data = file_->data() + data_start_ + ranges_[it->second].offset;
   v.keepalive = std::shared_ptr<const void>(file_, file_.get());
+  v.file_backed = true;
   return v;
 }
 

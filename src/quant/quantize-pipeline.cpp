@@ -34,6 +34,12 @@ DType output_float_dtype(const LoadedModel& model, DType stored) {
   return model.format == SourceFormat::kHfFolder ? stored : model.spec.torch_dtype;
 }
 
+// Bytes of a source tensor in the model's original dtype: what the equivalent Hugging Face checkpoint
+// holds (a GGUF's dequantized F32 view would overstate it).
+uint64_t source_bytes(const LoadedModel& model, const TensorInfo& t) {
+  return uint64_t(t.numel()) * dtype_size(output_float_dtype(model, t.dtype));
+}
+
 std::map<std::string, ModuleRef> quantized_modules(const PlanTable& plan) {
   std::map<std::string, ModuleRef> out;
   for (int64_t l = 0; l < int64_t(plan.layers.size()); ++l)
@@ -188,7 +194,7 @@ Expected<QuantizeReport> quantize_model(const LoadedModel& model, const PlanTabl
   rep.source_format = std::string(source_format_name(model.format));
   rep.threads = pool.size();
   rep.shards = int(shards.size());
-  for (const TensorInfo& t : model.weights->tensors()) rep.input_bytes += t.nbytes();
+  for (const TensorInfo& t : model.weights->tensors()) rep.input_bytes += source_bytes(model, t);
 
   Progress progress("quantize", int64_t(model.weights->tensors().size()), rep.input_bytes, opts.progress);
   std::optional<QuantizedTensor> q;  // the module whose three output tensors are being written
@@ -209,7 +215,8 @@ Expected<QuantizeReport> quantize_model(const LoadedModel& model, const PlanTabl
         RTNQ_ASSIGN_OR_RETURN(TensorView v, model.weights->get(o.source));
         TensorView outv = is_float(o.info.dtype) ? as_dtype(v, o.info.dtype) : v;
         RTNQ_RETURN_IF_ERROR(w.write_tensor(o.info.name, outv.data, outv.nbytes()).with_context(fname));
-        progress.advance(1, src_info->nbytes(), o.source);
+        release_file_pages(v);
+        progress.advance(1, source_bytes(model, *src_info), o.source);
         continue;
       }
       if (q_source != o.source) {
@@ -220,13 +227,14 @@ Expected<QuantizeReport> quantize_model(const LoadedModel& model, const PlanTabl
         auto qt = rtn_quantize(in, precision_bits(o.spec.precision), o.spec.group_size, outputs[i + 1].info.dtype, &pool);
         if (!qt) return qt.status();
         q = std::move(qt.value());
+        release_file_pages(v);
         q_source = o.source;
         ModuleReport mr;
         mr.layer = o.layer;
         mr.module = o.module;
         mr.spec = o.spec;
         mr.weights = v.numel();
-        mr.bytes_in = src_info->nbytes();
+        mr.bytes_in = source_bytes(model, *src_info);
         mr.bytes_out = outputs[i].info.nbytes() + outputs[i + 1].info.nbytes() + outputs[i + 2].info.nbytes();
         mr.rel_rms_error = q->relative_rms_error();
         mr.max_abs_error = q->max_abs_error;
@@ -239,7 +247,7 @@ Expected<QuantizeReport> quantize_model(const LoadedModel& model, const PlanTabl
       } else {
         const int64_t shape[2] = {q->rows, q->cols};
         RTNQ_RETURN_IF_ERROR(w.write_tensor(o.info.name, shape, sizeof shape).with_context(fname));
-        progress.advance(1, src_info->nbytes(), o.source);
+        progress.advance(1, source_bytes(model, *src_info), o.source);
         q.reset();
       }
     }
@@ -257,8 +265,8 @@ Expected<QuantizeReport> quantize_model(const LoadedModel& model, const PlanTabl
           mr.layer = l;
           mr.module = std::string(module_name(Module(mi)));
           mr.weights = t->numel();
-          mr.bytes_in = t->nbytes();
-          mr.bytes_out = size_t(t->numel()) * dtype_size(output_float_dtype(model, t->dtype));
+          mr.bytes_in = source_bytes(model, *t);
+          mr.bytes_out = mr.bytes_in;
           rep.modules.push_back(mr);
         }
       }

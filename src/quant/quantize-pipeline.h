@@ -28,7 +28,7 @@ struct ModuleReport {
   std::string module;         // "q" ... "down", "lm_head"
   QuantSpec spec;
   int64_t weights = 0;
-  uint64_t bytes_in = 0;      // as stored in the source
+  uint64_t bytes_in = 0;      // in the model's original dtype
   uint64_t bytes_out = 0;     // packed + scales + shape, or the kept tensor
   double rel_rms_error = 0;   // ||W - dequant(Q)|| / ||W|| (0 when kept)
   double max_abs_error = 0;
@@ -40,7 +40,7 @@ struct QuantizeReport {
   std::vector<ModuleReport> modules;
   int64_t tensors_written = 0;
   int shards = 0;
-  uint64_t input_bytes = 0;   // bytes of the source tensors as stored
+  uint64_t input_bytes = 0;   // source tensors in the model's original dtype (GGUF: as the HF checkpoint would be)
   uint64_t output_bytes = 0;  // bytes of tensor data written
   double seconds = 0;
   int threads = 1;
