@@ -26,4 +26,7 @@ fi
 if [ "$preset" = cuda-release ] && ! command -v nvcc >/dev/null 2>&1; then export PATH="/usr/local/cuda/bin:$PATH"; fi
 cmake --preset "$preset" >/dev/null
 cmake --build --preset "$preset" -j "$(nproc)"
-echo "setup: built build/$preset (binary: build/$preset/tools/rtnq)"
+# build/rtnq points at the release CLI (the sanitizer build is for tests only).
+[ "$preset" = cpu-debug ] || ln -sfn "$preset/tools/rtnq" build/rtnq
+scripts/fetch-models.sh >/dev/null
+echo "setup: built build/$preset; CLI at build/rtnq; models in models/"
