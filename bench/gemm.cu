@@ -1,0 +1,309 @@
+// bench-gemm: the mixed-precision GEMM against cuBLAS on the same card, same run.
+//
+// For each shape (Llama-3 8B and 70B linears, SmolLM2-135M) and m: microseconds of the fused INT4 and INT8
+// kernels, of the dense path (dequantize + cuBLAS) and of plain cuBLAS BF16 / FP16 on unquantized weights;
+// achieved GB/s, % of the HBM roofline (bytes that must move / copy bandwidth measured here), TFLOP/s and the
+// speed-up over cuBLAS. Times: CUDA graph of back-to-back launches over rotated weight copies (working set
+// above 3x L2, so the cache is never warm from the previous call), median of the replays.
+// Usage: bench-gemm [out_dir] [--quick]   (writes out_dir/gemm.md and out_dir/gemm.json)
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cuda/gemm.h"
+
+namespace {
+
+using rtnq::DType;
+namespace rc = rtnq::cuda;
+
+#define BENCH_CHECK(expr)                                                                              \
+  do {                                                                                                 \
+    const cudaError_t _e = (expr);                                                                     \
+    if (_e != cudaSuccess) {                                                                           \
+      std::fprintf(stderr, "%s:%d: %s: %s %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(_e),   \
+                   rc::gemm_error_message());                                                          \
+      std::exit(1);                                                                                    \
+    }                                                                                                  \
+  } while (0)
+
+cudaStream_t g_stream;
+
+// Median per-call microseconds of launch(i), i cycling over `copies` buffer sets, inside a CUDA graph.
+double time_graph(const std::function<void(int)>& launch, int copies) {
+  for (int i = 0; i < copies; ++i) launch(i);  // warm-up outside capture (lazy init, attributes)
+  BENCH_CHECK(cudaStreamSynchronize(g_stream));
+  cudaEvent_t e0, e1;
+  BENCH_CHECK(cudaEventCreate(&e0));
+  BENCH_CHECK(cudaEventCreate(&e1));
+  BENCH_CHECK(cudaEventRecord(e0, g_stream));
+  launch(0);
+  BENCH_CHECK(cudaEventRecord(e1, g_stream));
+  BENCH_CHECK(cudaEventSynchronize(e1));
+  float est_ms = 0;
+  BENCH_CHECK(cudaEventElapsedTime(&est_ms, e0, e1));
+  int reps = std::clamp(int(2.0 / std::max(est_ms, 1e-4f)), 2, 200);
+  reps = std::max(copies, (reps + copies - 1) / copies * copies);
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  BENCH_CHECK(cudaStreamBeginCapture(g_stream, cudaStreamCaptureModeThreadLocal));
+  for (int r = 0; r < reps; ++r) launch(r % copies);
+  BENCH_CHECK(cudaStreamEndCapture(g_stream, &graph));
+  BENCH_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  BENCH_CHECK(cudaGraphLaunch(exec, g_stream));
+  std::vector<double> per_call;
+  for (int it = 0; it < 9; ++it) {
+    BENCH_CHECK(cudaEventRecord(e0, g_stream));
+    BENCH_CHECK(cudaGraphLaunch(exec, g_stream));
+    BENCH_CHECK(cudaEventRecord(e1, g_stream));
+    BENCH_CHECK(cudaEventSynchronize(e1));
+    float ms = 0;
+    BENCH_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+    per_call.push_back(1000.0 * ms / reps);
+  }
+  BENCH_CHECK(cudaGraphExecDestroy(exec));
+  BENCH_CHECK(cudaGraphDestroy(graph));
+  BENCH_CHECK(cudaEventDestroy(e0));
+  BENCH_CHECK(cudaEventDestroy(e1));
+  std::sort(per_call.begin(), per_call.end());
+  return per_call[per_call.size() / 2];
+}
+
+// A plain 16-byte-per-thread copy kernel: what a streaming kernel can reach (cudaMemcpy D2D reads lower).
+__global__ void copy_kernel(const uint4* __restrict__ src, uint4* __restrict__ dst, size_t n) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+    dst[i] = src[i];
+}
+
+double copy_bandwidth_gbs() {
+  const size_t bytes = size_t(1) << 30;
+  void *a, *b;
+  BENCH_CHECK(cudaMalloc(&a, bytes));
+  BENCH_CHECK(cudaMalloc(&b, bytes));
+  BENCH_CHECK(cudaMemset(a, 1, bytes));
+  const double us_memcpy =
+      time_graph([&](int) { BENCH_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, g_stream)); }, 1);
+  const double us_kernel = time_graph([&](int) {
+    copy_kernel<<<132 * 16, 256, 0, g_stream>>>(static_cast<const uint4*>(a), static_cast<uint4*>(b), bytes / 16);
+    BENCH_CHECK(cudaGetLastError());
+  }, 1);
+  std::printf("# copy 1 GiB: cudaMemcpyAsync %.0f GB/s, copy kernel %.0f GB/s (read+write)\n",
+              2.0 * double(bytes) / (us_memcpy * 1e3), 2.0 * double(bytes) / (us_kernel * 1e3));
+  const double us = std::min(us_memcpy, us_kernel);
+  BENCH_CHECK(cudaFree(a));
+  BENCH_CHECK(cudaFree(b));
+  return 2.0 * double(bytes) / (us * 1e3);  // read + write
+}
+
+struct Shape {
+  const char* model;
+  const char* name;
+  int64_t k, n;
+};
+
+struct Row {
+  std::string model, name;
+  int64_t k, n, m;
+  double us_q4_t16 = 0, us_q4_t64 = 0;  // forced 16- / 64-row m tiles (m in 32..256)
+  double us_q4 = 0, us_q8 = 0, us_dense4 = 0, us_bf16 = 0, us_fp16 = 0;
+  double bytes_q4 = 0, bytes_q8 = 0, flops = 0;
+};
+
+void fill_random(void* dst, size_t halves, DType t, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> d(-1.f, 1.f);
+  std::vector<uint16_t> h(halves);
+  for (auto& x : h) {
+    const float f = d(rng);
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    x = t == DType::kBF16 ? uint16_t(u >> 16) : uint16_t(0);
+    if (t == DType::kF16) {
+      // fp16 of a value in [-1, 1]: exponent rebias, mantissa truncated (good enough for timing data).
+      const uint32_t sign = (u >> 16) & 0x8000u;
+      const int exp = int((u >> 23) & 0xff) - 127 + 15;
+      x = exp <= 0 ? uint16_t(sign) : uint16_t(sign | (uint32_t(exp) << 10) | ((u >> 13) & 0x3ffu));
+    }
+  }
+  BENCH_CHECK(cudaMemcpy(dst, h.data(), halves * 2, cudaMemcpyHostToDevice));
+}
+
+// Random packed checkpoint on the device, repacked into `copies` weights.
+std::vector<rc::RepackedWeight> make_weights(int64_t n, int64_t k, int bits, int copies, uint64_t seed) {
+  const int64_t row_words = (k * bits + 31) / 32, groups = (k + 127) / 128;
+  std::vector<int32_t> packed(size_t(n * row_words));
+  std::mt19937_64 rng(seed);
+  for (auto& w : packed) w = int32_t(rng());
+  int32_t* d_packed;
+  void* d_scales;
+  BENCH_CHECK(cudaMalloc(&d_packed, packed.size() * 4));
+  BENCH_CHECK(cudaMalloc(&d_scales, size_t(n * groups) * 2));
+  BENCH_CHECK(cudaMemcpy(d_packed, packed.data(), packed.size() * 4, cudaMemcpyHostToDevice));
+  fill_random(d_scales, size_t(n * groups), DType::kBF16, seed + 1);
+  std::vector<rc::RepackedWeight> out(copies);
+  for (auto& w : out) {
+    BENCH_CHECK(rc::repacked_weight_alloc(n, k, bits, 128, DType::kBF16, &w));
+    BENCH_CHECK(rc::repack_weight(d_packed, d_scales, &w, g_stream));
+  }
+  BENCH_CHECK(cudaStreamSynchronize(g_stream));
+  BENCH_CHECK(cudaFree(d_packed));
+  BENCH_CHECK(cudaFree(d_scales));
+  return out;
+}
+
+int copies_for(double bytes, double l2) { return int(std::clamp(3.0 * l2 / bytes + 1.0, 1.0, 64.0)); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string out_dir = ".";
+  bool quick = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--quick") == 0) quick = true;
+    else out_dir = argv[i];
+  }
+  cudaDeviceProp prop{};
+  BENCH_CHECK(cudaGetDeviceProperties(&prop, 0));
+  BENCH_CHECK(cudaStreamCreate(&g_stream));
+  cublasHandle_t cublas;
+  if (cublasCreate(&cublas) != CUBLAS_STATUS_SUCCESS) return 1;
+  cublasSetStream(cublas, g_stream);
+  const double l2 = prop.l2CacheSize;
+  const double copy_gbs = copy_bandwidth_gbs();
+  std::printf("# bench-gemm on %s (%d SMs, L2 %.0f MB), copy bandwidth %.0f GB/s (read+write)\n", prop.name,
+              prop.multiProcessorCount, l2 / 1e6, copy_gbs);
+
+  std::vector<Shape> shapes = {
+      {"8B", "qkv", 4096, 6144},      {"8B", "o", 4096, 4096},      {"8B", "gate_up", 4096, 28672},
+      {"8B", "down", 14336, 4096},    {"70B", "qkv", 8192, 10240},  {"70B", "o", 8192, 8192},
+      {"70B", "gate_up", 8192, 57344}, {"70B", "down", 28672, 8192}, {"SmolLM2", "qkv", 576, 960},
+      {"SmolLM2", "o", 576, 576},      {"SmolLM2", "gate_up", 576, 3072}, {"SmolLM2", "down", 1536, 576}};
+  std::vector<int64_t> ms = {1, 4, 16, 32, 64, 128, 256, 1024, 4096};
+  if (quick) ms = {1, 16, 64, 256, 1024};
+  const int64_t max_m = ms.back();
+
+  rc::GemmWorkspace ws;
+  BENCH_CHECK(rc::gemm_workspace_alloc(256, 57344, &ws, g_stream));
+  std::vector<Row> rows;
+  for (const Shape& s : shapes) {
+    const double q4_bytes = double(s.n) * s.k / 2 + double(s.n) * (s.k / 128) * 2;
+    const double q8_bytes = double(s.n) * s.k + double(s.n) * (s.k / 128) * 2;
+    const double dense_bytes = double(s.n) * s.k * 2;
+    const int c4 = copies_for(q4_bytes, l2), c8 = copies_for(q8_bytes, l2), cd = copies_for(dense_bytes, l2);
+    auto w4 = make_weights(s.n, s.k, 4, c4, 11);
+    auto w8 = make_weights(s.n, s.k, 8, c8, 12);
+    std::vector<void*> dense(cd);
+    for (auto& d : dense) {
+      BENCH_CHECK(cudaMalloc(&d, size_t(dense_bytes)));
+      fill_random(d, size_t(s.n * s.k), DType::kBF16, 13);
+    }
+    void *a, *c, *scratch;
+    BENCH_CHECK(cudaMalloc(&a, size_t(max_m * s.k * 2)));
+    BENCH_CHECK(cudaMalloc(&c, size_t(max_m * s.n * 2)));
+    BENCH_CHECK(cudaMalloc(&scratch, size_t(dense_bytes)));
+    fill_random(a, size_t(max_m * s.k), DType::kBF16, 14);
+    for (int64_t m : ms) {
+      Row r{s.model, s.name, s.k, s.n, m};
+      r.flops = 2.0 * m * s.n * s.k;
+      r.bytes_q4 = q4_bytes + double(m) * (s.k + s.n) * 2;
+      r.bytes_q8 = q8_bytes + double(m) * (s.k + s.n) * 2;
+      r.us_q4 = time_graph([&](int i) { BENCH_CHECK(rc::gemm_quant(a, w4[i], c, m, ws, g_stream)); }, c4);
+      if (m >= 32 && m <= 256) {
+        rc::GemmOptions o16, o64;
+        o16.m_tile_rows = 16;
+        o64.m_tile_rows = 64;
+        r.us_q4_t16 = time_graph([&](int i) { BENCH_CHECK(rc::gemm_quant(a, w4[i], c, m, ws, g_stream, o16)); }, c4);
+        r.us_q4_t64 = time_graph([&](int i) { BENCH_CHECK(rc::gemm_quant(a, w4[i], c, m, ws, g_stream, o64)); }, c4);
+      }
+      r.us_q8 = time_graph([&](int i) { BENCH_CHECK(rc::gemm_quant(a, w8[i], c, m, ws, g_stream)); }, c8);
+      r.us_dense4 = time_graph([&](int i) { BENCH_CHECK(rc::gemm_dense(a, w4[i], c, m, scratch, cublas, g_stream)); }, c4);
+      // cuBLAS FP16 times the same bytes reinterpreted as fp16 (finite: |x| <= 1 bf16 patterns read as small fp16).
+      r.us_bf16 = time_graph([&](int i) { BENCH_CHECK(rc::cublas_gemm_nt(a, dense[i], c, m, s.n, s.k, DType::kBF16, cublas)); }, cd);
+      r.us_fp16 = time_graph([&](int i) { BENCH_CHECK(rc::cublas_gemm_nt(a, dense[i], c, m, s.n, s.k, DType::kF16, cublas)); }, cd);
+      rows.push_back(r);
+      std::fprintf(stderr,
+                   "%s %s m=%lld: q4 %.1f us (16-row %.1f, 64-row %.1f), q8 %.1f us, dense %.1f us, bf16 %.1f us, "
+                   "fp16 %.1f us\n",
+                   s.model, s.name, (long long)m, r.us_q4, r.us_q4_t16, r.us_q4_t64, r.us_q8, r.us_dense4, r.us_bf16,
+                   r.us_fp16);
+    }
+    for (auto& w : w4) rc::repacked_weight_free(&w);
+    for (auto& w : w8) rc::repacked_weight_free(&w);
+    for (auto* d : dense) BENCH_CHECK(cudaFree(d));
+    BENCH_CHECK(cudaFree(a));
+    BENCH_CHECK(cudaFree(c));
+    BENCH_CHECK(cudaFree(scratch));
+  }
+  // The issue's comparison row: the four linears of one 8B layer, summed.
+  for (int64_t m : ms) {
+    Row sum{"8B", "4 linears", 0, 0, m};
+    for (const Row& r : rows)
+      if (r.model == "8B" && r.m == m) {
+        sum.us_q4 += r.us_q4, sum.us_q4_t16 += r.us_q4_t16, sum.us_q4_t64 += r.us_q4_t64, sum.us_q8 += r.us_q8, sum.us_dense4 += r.us_dense4;
+        sum.us_bf16 += r.us_bf16, sum.us_fp16 += r.us_fp16;
+        sum.bytes_q4 += r.bytes_q4, sum.bytes_q8 += r.bytes_q8, sum.flops += r.flops;
+      }
+    rows.push_back(sum);
+  }
+
+  std::string md, json = "{\"device\": \"" + std::string(prop.name) + "\", \"copy_gbs\": " + std::to_string(copy_gbs) + ", \"rows\": [\n";
+  char line[1024];
+  md += "| model | linear | k x n | m | INT4 us | INT4 GB/s | INT4 % roofline | INT4 TFLOP/s | INT4 vs cuBLAS BF16 | "
+        "INT4 vs cuBLAS FP16 | INT8 us | INT8 % roofline | INT8 vs BF16 | dequant+cuBLAS us | cuBLAS BF16 us | "
+        "cuBLAS FP16 us | dual path (best) vs BF16 |\n";
+  md += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+  bool first = true;
+  for (const Row& r : rows) {
+    const double roof4 = r.bytes_q4 / (copy_gbs * 1e3), roof8 = r.bytes_q8 / (copy_gbs * 1e3);
+    const double best = std::min(r.us_q4, r.us_dense4);
+    std::snprintf(line, sizeof line,
+                  "| %s | %s | %lldx%lld | %lld | %.1f | %.0f | %.0f%% | %.1f | %.2fx | %.2fx | %.1f | %.0f%% | %.2fx | %.1f | "
+                  "%.1f | %.1f | %.2fx |\n",
+                  r.model.c_str(), r.name.c_str(), (long long)r.k, (long long)r.n, (long long)r.m, r.us_q4,
+                  r.bytes_q4 / (r.us_q4 * 1e3), 100 * roof4 / r.us_q4, r.flops / (r.us_q4 * 1e6), r.us_bf16 / r.us_q4,
+                  r.us_fp16 / r.us_q4, r.us_q8, 100 * roof8 / r.us_q8, r.us_bf16 / r.us_q8, r.us_dense4, r.us_bf16,
+                  r.us_fp16, r.us_bf16 / best);
+    md += line;
+    std::snprintf(line, sizeof line,
+                  "%s  {\"model\": \"%s\", \"linear\": \"%s\", \"k\": %lld, \"n\": %lld, \"m\": %lld, \"int4_us\": %.3f, "
+                  "\"int4_tile16_us\": %.3f, \"int4_tile64_us\": %.3f, \"int8_us\": %.3f, \"dense_int4_us\": %.3f, \"cublas_bf16_us\": %.3f, \"cublas_fp16_us\": %.3f, "
+                  "\"int4_roofline_us\": %.3f, \"int8_roofline_us\": %.3f, \"flops\": %.0f}",
+                  first ? "" : ",\n", r.model.c_str(), r.name.c_str(), (long long)r.k, (long long)r.n, (long long)r.m,
+                  r.us_q4, r.us_q4_t16, r.us_q4_t64, r.us_q8, r.us_dense4, r.us_bf16, r.us_fp16, roof4, roof8, r.flops);
+    json += line;
+    first = false;
+  }
+  json += "\n]}\n";
+  // Crossover: the smallest m from which the dense path beats the fused INT4 kernel, per shape.
+  md += "\nINT4 crossover (smallest m where dequant+cuBLAS beats the fused kernel):";
+  for (const Shape& s : shapes) {
+    int64_t cross = -1;
+    for (const Row& r : rows)
+      if (r.name == s.name && r.model == s.model && r.us_dense4 < r.us_q4) {
+        cross = r.m;
+        break;
+      }
+    std::snprintf(line, sizeof line, " %s/%s=%lld;", s.model, s.name, (long long)cross);
+    md += line;
+  }
+  md += "\n";
+  std::printf("%s", md.c_str());
+  if (FILE* f = std::fopen((out_dir + "/gemm.md").c_str(), "w")) {
+    std::fputs(md.c_str(), f);
+    std::fclose(f);
+  }
+  if (FILE* f = std::fopen((out_dir + "/gemm.json").c_str(), "w")) {
+    std::fputs(json.c_str(), f);
+    std::fclose(f);
+  }
+  rc::gemm_workspace_free(&ws);
+  cublasDestroy(cublas);
+  return 0;
+}

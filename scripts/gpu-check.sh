@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Builds the CUDA GEMM for sm_90a with nvcc alone (the GPU machine has no fmt/json/GoogleTest, so this does not go
+# through the top-level CMake project), runs every GPU check (tests/cuda/gemm-checks.h via gpu-check-main.cu) and
+# the benchmark (bench/gemm.cu), and prints a short table last.
+#   scripts/gpu-check.sh [--quick] [--no-bench] [--build-only]
+# Logs, bench-gemm's gemm.md / gemm.json go to $OUT when set (the lent GPU machine), else build/gpu-check/.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-build/gpu-check}"
+bld=build/gpu-check-obj
+mkdir -p "$out" "$bld"
+quick=""; bench=1; build_only=0
+for a in "$@"; do
+  case "$a" in
+    --quick) quick="--quick" ;;
+    --no-bench) bench=0 ;;
+    --build-only) build_only=1 ;;
+    *) echo "unknown flag $a" >&2; exit 2 ;;
+  esac
+done
+arch="${RTNQ_CUDA_GENCODE:--gencode=arch=compute_90a,code=sm_90a}"
+flags=(-std=c++20 -O3 "$arch" -Isrc -Iinclude -Itests/cuda -Xptxas=-v)
+srcs=(src/cuda/gemm.cu src/cuda/repack.cu src/cuda/dense.cu src/cuda/gemm-instances-f16.cu
+      src/cuda/gemm-instances-bf16.cu tests/cuda/gpu-check-main.cu bench/gemm.cu)
+echo "== build ($(nvcc --version | tail -1))"
+pids=()
+for s in "${srcs[@]}"; do
+  o="$bld/$(echo "$s" | tr / _).o"
+  nvcc "${flags[@]}" -c "$s" -o "$o" >"$o.log" 2>&1 &
+  pids+=($!)
+done
+fail=0
+for i in "${!pids[@]}"; do
+  if ! wait "${pids[$i]}"; then echo "compile failed: ${srcs[$i]}"; cat "$bld/$(echo "${srcs[$i]}" | tr / _).o.log"; fail=1; fi
+done
+cat "$bld"/*.log > "$out/build.log"
+[ $fail = 0 ] || exit 1
+lib=("$bld"/src_cuda_gemm.cu.o "$bld"/src_cuda_repack.cu.o "$bld"/src_cuda_dense.cu.o "$bld"/src_cuda_gemm-instances-f16.cu.o "$bld"/src_cuda_gemm-instances-bf16.cu.o)
+nvcc "$arch" "${lib[@]}" "$bld"/tests_cuda_gpu-check-main.cu.o -lcublas -o "$bld/gpu-check" || exit 1
+nvcc "$arch" "${lib[@]}" "$bld"/bench_gemm.cu.o -lcublas -o "$bld/bench-gemm" || exit 1
+echo "kernel resources:"; grep -A2 "gemm_quant_kernel" "$out/build.log" | grep -E "registers|spill" | sort | uniq -c
+[ $build_only = 1 ] && exit 0
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv 2>&1 | tee "$out/gpu.txt"
+echo "== checks"
+"$bld/gpu-check" > "$out/checks.log" 2>&1
+check_rc=$?
+grep -E "^FAIL" "$out/checks.log" | head -40
+tail -1 "$out/checks.log"
+bench_rc=0
+if [ $bench = 1 ]; then
+  echo "== bench"
+  "$bld/bench-gemm" "$out" $quick 2> "$out/bench.log" > "$out/bench.out"
+  bench_rc=$?
+  tail -5 "$out/bench.log"
+  echo "== summary"
+  grep -E "^# |4 linears|^\| model|^\|---" "$out/bench.out"
+  grep -E "\| 70B .*\| 1 \|" "$out/bench.out"
+  grep "crossover" "$out/bench.out"
+fi
+echo "checks rc=$check_rc bench rc=$bench_rc"
+[ $check_rc = 0 ] && [ $bench_rc = 0 ]

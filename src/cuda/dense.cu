@@ -1,0 +1,56 @@
+// The compute-bound side of the dual path: dequantize once into a scratch buffer, then cuBLAS; and the
+// choice between that and the fused kernel.
+#include <string>
+
+#include "cuda/cuda-error.h"
+#include "cuda/gemm.h"
+
+namespace rtnq::cuda {
+
+cudaError_t cublas_gemm_nt(const void* a, const void* b, void* c, int64_t m, int64_t n, int64_t k, DType act,
+                           cublasHandle_t handle) {
+  if (act != DType::kF16 && act != DType::kBF16)
+    return detail::fail(cudaErrorNotSupported, "cublas_gemm_nt: dtype must be F16 or BF16");
+  if (a == nullptr || b == nullptr || c == nullptr || handle == nullptr || m < 1 || n < 1 || k < 1 ||
+      m > INT32_MAX || n > INT32_MAX || k > INT32_MAX)
+    return detail::fail(cudaErrorInvalidValue, "cublas_gemm_nt: null pointer/handle or shape out of range");
+  // Row-major C[m, n] = A[m, k] B[n, k]^T is column-major C^T[n, m] = B^T (as [k, n] col-major, transposed) A^T.
+  const cudaDataType_t t = act == DType::kF16 ? CUDA_R_16F : CUDA_R_16BF;
+  const float alpha = 1.f, beta = 0.f;
+  const cublasStatus_t st = cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, int(n), int(m), int(k), &alpha, b, t,
+                                         int(k), a, t, int(k), &beta, c, t, int(n), CUBLAS_COMPUTE_32F,
+                                         CUBLAS_GEMM_DEFAULT);
+  if (st != CUBLAS_STATUS_SUCCESS)
+    return detail::fail(cudaErrorUnknown, "cublas_gemm_nt: cublasGemmEx failed with status " + std::to_string(int(st)));
+  return detail::check_launch("cublas_gemm_nt");
+}
+
+cudaError_t gemm_dense(const void* a, const RepackedWeight& w, void* c, int64_t m, void* scratch,
+                       cublasHandle_t handle, cudaStream_t stream) {
+  if (cudaError_t e = dequantize_repacked(w, scratch, stream); e != cudaSuccess) return e;
+  if (cudaError_t e = cublas_gemm_nt(a, scratch, c, m, w.shape.n, w.shape.k, w.act, handle); e != cudaSuccess)
+    return e;
+  detail::clear_error();
+  return cudaSuccess;
+}
+
+int64_t default_dense_crossover_m(int64_t n, int64_t k, int bits) {
+  // Measured by bench-gemm on an H100 80GB HBM3 (docs/perf-notes.md "## CUDA GEMM", run 1): the smallest m at
+  // which dequantize + cuBLAS beat the fused INT4 kernel was 1 for every SmolLM2 linear (the fused kernel has a
+  // ~7 us floor), 32 for the 8B qkv and o linears, 128 for 8B gate_up/down and 70B qkv, 256 for the other 70B
+  // linears. INT8's fused kernel was slower still, so it gets the same or a lower crossover.
+  (void)bits;
+  const int64_t weights = n * k;
+  if (weights < (int64_t(8) << 20)) return 0;
+  if (weights < (int64_t(32) << 20)) return 16;
+  return 64;
+}
+
+cudaError_t gemm_auto(const void* a, const RepackedWeight& w, void* c, int64_t m, const GemmWorkspace& ws,
+                      void* scratch, cublasHandle_t handle, cudaStream_t stream, int64_t crossover_m) {
+  const int64_t cross = crossover_m >= 0 ? crossover_m : default_dense_crossover_m(w.shape.n, w.shape.k, w.shape.bits);
+  if (m <= cross || scratch == nullptr || handle == nullptr) return gemm_quant(a, w, c, m, ws, stream);
+  return gemm_dense(a, w, c, m, scratch, handle, stream);
+}
+
+}  // namespace rtnq::cuda

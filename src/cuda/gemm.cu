@@ -1,0 +1,171 @@
+// Launcher of the fused INT4/INT8 x FP16/BF16 kernel: argument checks, m-tile choice, split-k sizing, workspace.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+
+#include "cuda/cuda-error.h"
+#include "cuda/gemm-kernel.cuh"
+#include "cuda/gemm.h"
+
+namespace rtnq::cuda {
+namespace detail {
+
+RTNQ_GEMM_INSTANCES_FOR(extern, half)
+RTNQ_GEMM_INSTANCES_FOR(extern, __nv_bfloat16)
+
+namespace {
+thread_local std::string t_error;
+}
+
+cudaError_t fail(cudaError_t code, std::string message) {
+  t_error = std::move(message);
+  return code;
+}
+void clear_error() { t_error.clear(); }
+cudaError_t check_launch(const char* what) {
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) return fail(e, std::string(what) + ": launch failed: " + cudaGetErrorString(e));
+  return cudaSuccess;
+}
+
+namespace {
+
+// 16-row tiles (decoding) up to this m; the configuration measured and checked on an H100 (docs/perf-notes.md).
+constexpr int64_t kSmallTileMaxM = 16;
+
+int sm_count() {
+  static const int count = [] {
+    int dev = 0, c = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&c, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return 132;
+    }
+    return c;
+  }();
+  return count;
+}
+
+template <int BITS, typename T>
+cudaError_t dispatch_m(const GemmParams& base, int64_t m, size_t ws_bytes, void* ws_ptr, int max_splits,
+                       int m_tile_rows, cudaStream_t stream) {
+  // m <= kSmallTileMaxM: 16-row tiles; larger m: 64-row tiles (one block per SM: 128 accumulators per thread).
+  // Forcing 16-row tiles at larger m re-reads each weight tile once per m tile.
+  const bool small = m_tile_rows == 16 || (m_tile_rows == 0 && m <= kSmallTileMaxM);
+  const int rows = small ? 16 : 64;
+  const int m_tiles = int((m + rows - 1) / rows);
+  const int n_tiles = base.n_pad / kTileN;
+  const int blocks_per_sm = small ? gemm_quant_blocks_per_sm<BITS, T, 1>() : gemm_quant_blocks_per_sm<BITS, T, 4>();
+  const int64_t target = int64_t(sm_count()) * blocks_per_sm;
+  const int64_t tiles = int64_t(m_tiles) * n_tiles;
+  int splits = int(std::min<int64_t>(base.k_tiles, std::max<int64_t>(1, (target + tiles - 1) / tiles)));
+  if (max_splits > 0) splits = std::min(splits, max_splits);
+  // The workspace holds the arrival counters, then the fp32 partial sums of the whole [m, n] output.
+  const size_t counter_bytes = (size_t(tiles) * 4 + 255) / 256 * 256;
+  const size_t need = counter_bytes + size_t(m) * size_t(base.n) * 4;
+  if (splits > 1 && (ws_ptr == nullptr || ws_bytes < need)) splits = 1;
+  GemmParams p = base;
+  p.m = int(m);
+  p.tiles_per_split = (p.k_tiles + splits - 1) / splits;
+  p.splits = (p.k_tiles + p.tiles_per_split - 1) / p.tiles_per_split;  // no empty split
+  p.counters = static_cast<int*>(ws_ptr);
+  p.ws = ws_ptr ? reinterpret_cast<float*>(static_cast<char*>(ws_ptr) + counter_bytes) : nullptr;
+  const dim3 grid(unsigned(n_tiles), unsigned(m_tiles), unsigned(p.splits));
+  if (m_tiles > 65535) return fail(cudaErrorInvalidValue, "gemm_quant: m = " + std::to_string(m) + " is too large");
+  const cudaError_t e = small ? launch_gemm_quant<BITS, T, 1>(p, grid, stream) : launch_gemm_quant<BITS, T, 4>(p, grid, stream);
+  if (e != cudaSuccess) return fail(e, std::string("gemm_quant: launch failed: ") + cudaGetErrorString(e));
+  return cudaSuccess;
+}
+
+}  // namespace
+}  // namespace detail
+
+const char* gemm_error_message() { return detail::t_error.c_str(); }
+
+size_t gemm_workspace_bytes(int64_t max_m, int64_t max_n) {
+  const int64_t tiles = ((max_m + 15) / 16) * ((max_n + detail::kTileN - 1) / detail::kTileN);
+  return size_t(tiles * 4 + 255) / 256 * 256 + size_t(max_m) * size_t(max_n) * 4;
+}
+
+cudaError_t gemm_workspace_alloc(int64_t max_m, int64_t max_n, GemmWorkspace* ws, cudaStream_t stream) {
+  if (ws == nullptr || max_m < 1 || max_n < 1)
+    return detail::fail(cudaErrorInvalidValue, "gemm_workspace_alloc: need max_m >= 1, max_n >= 1 and a workspace");
+  ws->bytes = gemm_workspace_bytes(max_m, max_n);
+  cudaError_t e = cudaMalloc(&ws->ptr, ws->bytes);
+  if (e != cudaSuccess) {
+    *ws = {};
+    return detail::fail(e, "gemm_workspace_alloc: cudaMalloc failed");
+  }
+  e = cudaMemsetAsync(ws->ptr, 0, ws->bytes, stream);
+  if (e != cudaSuccess) return detail::fail(e, "gemm_workspace_alloc: cudaMemsetAsync failed");
+  detail::clear_error();
+  return cudaSuccess;
+}
+
+void gemm_workspace_free(GemmWorkspace* ws) {
+  if (ws && ws->ptr) cudaFree(ws->ptr);
+  if (ws) *ws = {};
+}
+
+namespace detail {
+// Shared by every entry point that takes a repacked weight.
+cudaError_t validate_weight(const RepackedWeight& w, const char* who) {
+  const RepackShape& s = w.shape;
+  if (s.bits != 4 && s.bits != 8)
+    return fail(cudaErrorNotSupported, std::string(who) + ": bits must be 4 or 8, got " + std::to_string(s.bits));
+  if (w.act != DType::kF16 && w.act != DType::kBF16)
+    return fail(cudaErrorNotSupported, std::string(who) + ": activation dtype must be F16 or BF16");
+  if (s.n < 1 || s.k < 1 || s.k % 8 != 0)
+    return fail(cudaErrorInvalidValue, std::string(who) + ": weight shape [n=" + std::to_string(s.n) + ", k=" +
+                                           std::to_string(s.k) + "] needs n >= 1 and k a positive multiple of 8");
+  if (s.n_pad > INT32_MAX / 2 || s.k_pad > INT32_MAX / 2 || s.n_pad % kRepackNAlign || s.k_pad % kRepackKAlign)
+    return fail(cudaErrorInvalidValue, std::string(who) + ": weight shape is not a repacked shape");
+  const bool group_ok = s.group >= s.k_pad ? s.num_groups == 1
+                                           : (s.group % 16 == 0 && (128 % s.group == 0 || s.group % 128 == 0));
+  if (!group_ok)
+    return fail(cudaErrorNotSupported, std::string(who) + ": group size " + std::to_string(s.group) +
+                                           " unsupported (want 16, 32, 64, a multiple of 128, or per-channel)");
+  if (w.words == nullptr || w.scales == nullptr)
+    return fail(cudaErrorInvalidValue, std::string(who) + ": weight buffers are null");
+  return cudaSuccess;
+}
+}  // namespace detail
+
+cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t m, const GemmWorkspace& ws,
+                       cudaStream_t stream, const GemmOptions& opt) {
+  using namespace detail;
+  if (cudaError_t e = validate_weight(w, "gemm_quant"); e != cudaSuccess) return e;
+  if (a == nullptr || c == nullptr) return fail(cudaErrorInvalidValue, "gemm_quant: a and c must be non-null");
+  if (reinterpret_cast<uintptr_t>(a) % 16 != 0)
+    return fail(cudaErrorInvalidValue, "gemm_quant: a must be 16-byte aligned (it is read in 16-byte chunks)");
+  if (opt.m_tile_rows != 0 && opt.m_tile_rows != 16 && opt.m_tile_rows != 64)
+    return fail(cudaErrorInvalidValue, "gemm_quant: m_tile_rows must be 0 (auto), 16 or 64");
+  if (m < 1 || m > INT32_MAX / 2 || m * w.shape.n > (int64_t(1) << 40))
+    return fail(cudaErrorInvalidValue, "gemm_quant: m = " + std::to_string(m) + " out of range");
+  GemmParams p{};
+  p.a = a;
+  p.w = reinterpret_cast<const uint4*>(w.words);
+  p.scales = w.scales;
+  p.c = c;
+  p.n = int(w.shape.n);
+  p.k = int(w.shape.k);
+  p.n_pad = int(w.shape.n_pad);
+  p.k_pad = int(w.shape.k_pad);
+  p.num_groups = int(w.shape.num_groups);
+  p.group = int(w.shape.group);
+  p.scale_rows = w.shape.group < kTileK ? int(kTileK / w.shape.group) : 1;
+  p.k_tiles = p.k_pad / kTileK;
+  cudaError_t e;
+  if (w.shape.bits == 4)
+    e = w.act == DType::kF16 ? dispatch_m<4, half>(p, m, ws.bytes, ws.ptr, opt.max_splits, opt.m_tile_rows, stream)
+                             : dispatch_m<4, __nv_bfloat16>(p, m, ws.bytes, ws.ptr, opt.max_splits, opt.m_tile_rows, stream);
+  else
+    e = w.act == DType::kF16 ? dispatch_m<8, half>(p, m, ws.bytes, ws.ptr, opt.max_splits, opt.m_tile_rows, stream)
+                             : dispatch_m<8, __nv_bfloat16>(p, m, ws.bytes, ws.ptr, opt.max_splits, opt.m_tile_rows, stream);
+  if (e == cudaSuccess) clear_error();
+  return e;
+}
+
+}  // namespace rtnq::cuda

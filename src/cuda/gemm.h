@@ -1,0 +1,90 @@
+// Mixed-precision GEMM on NVIDIA tensor cores: C[m, n] = A[m, k] * dequant(W)[n, k]^T, with W in INT4 or INT8
+// (symmetric, per-group or per-channel scales), A and C in FP16 or BF16, fp32 accumulation.
+//
+// Life of a weight: the checkpoint tensors (weight_packed int32 [n, k*bits/32], weight_scale [n, groups]) are
+// repacked ONCE on the GPU into the fragment order of repack-layout.h (repack_weight), then used by
+//   gemm_quant  - the fused dequantize-and-multiply kernel (memory-bound small m: decoding), or
+//   gemm_dense  - dequantize into a scratch buffer, then cuBLAS (compute-bound large m), or
+//   gemm_auto   - picks between the two at a crossover m measured per shape and card (bench/gemm.cu).
+//
+// Every function validates its arguments and returns a cudaError_t (cudaErrorInvalidValue for bad shapes,
+// dtypes, alignment or sizes; cudaErrorNotSupported for unsupported combinations); launch errors are checked
+// after every launch. Nothing here aborts or throws. gemm_error_message() explains the last rejection on this
+// host thread in words.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include "cuda/repack-layout.h"
+#include "rtnq/dtype.h"
+
+namespace rtnq::cuda {
+
+// A repacked weight on the device. Buffers are owned by the caller (see repacked_weight_alloc for a helper).
+struct RepackedWeight {
+  RepackShape shape;
+  DType act = DType::kBF16;       // activation dtype; the scales are stored in it
+  uint32_t* words = nullptr;      // repacked_weight_words(shape)
+  void* scales = nullptr;         // repacked_scale_count(shape) x 2 bytes
+};
+
+// Allocates (cudaMalloc) the buffers of a repacked weight; free with repacked_weight_free.
+cudaError_t repacked_weight_alloc(int64_t n, int64_t k, int bits, int64_t group_size, DType act, RepackedWeight* out);
+void repacked_weight_free(RepackedWeight* w);
+
+// Repacks checkpoint tensors already on the device into `out` (allocated for the same n, k, bits, group).
+//   packed: int32 [n, packed_row_words(k, bits)]; scales: [n, num_groups] in out->act.
+// Accepted: bits 4 or 8; act F16 or BF16; k % 8 == 0; a group that divides 128 (16, 32, 64), a multiple of 128,
+// or per-channel (group_size <= 0 or >= k).
+cudaError_t repack_weight(const int32_t* packed, const void* scales, RepackedWeight* out, cudaStream_t stream);
+
+// Split-k partial sums and per-tile arrival counters. Zero when created and left zero by every completed call
+// (the last block of a tile cleans up), so it can be reused by calls on one stream without a memset.
+struct GemmWorkspace {
+  void* ptr = nullptr;
+  size_t bytes = 0;
+};
+size_t gemm_workspace_bytes(int64_t max_m, int64_t max_n);
+cudaError_t gemm_workspace_alloc(int64_t max_m, int64_t max_n, GemmWorkspace* ws, cudaStream_t stream);
+void gemm_workspace_free(GemmWorkspace* ws);
+
+struct GemmOptions {
+  // 0: choose the number of k splits so the grid fills the card; 1 disables split-k; > 1 forces at most that.
+  int max_splits = 0;
+  // Rows of A per block: 0 chooses (16 up to a measured m, then 64); 16 or 64 forces one (benchmarks, tests).
+  int m_tile_rows = 0;
+};
+
+// Fused kernel. a: [m, k] row-major, 16-byte aligned; c: [m, n] row-major. dtype of a and c is w.act.
+// A workspace too small for this call just disables split-k (slower, still correct).
+cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t m, const GemmWorkspace& ws,
+                       cudaStream_t stream, const GemmOptions& opt = {});
+
+// Dequantizes w into dense [n, k] row-major (dtype w.act). `dense` needs n*k*2 bytes.
+cudaError_t dequantize_repacked(const RepackedWeight& w, void* dense, cudaStream_t stream);
+
+// cuBLAS path: dequantize into `scratch` (n*k*2 bytes) then one cublasGemmEx with fp32 accumulation.
+// The handle must already be bound to `stream`.
+cudaError_t gemm_dense(const void* a, const RepackedWeight& w, void* c, int64_t m, void* scratch,
+                       cublasHandle_t handle, cudaStream_t stream);
+
+// Plain cuBLAS C = A * B^T for dense fp16/bf16 B [n, k] (used by gemm_dense and as the benchmark's baseline).
+cudaError_t cublas_gemm_nt(const void* a, const void* b, void* c, int64_t m, int64_t n, int64_t k, DType act,
+                           cublasHandle_t handle);
+
+// Crossover m above which gemm_auto takes the cuBLAS path. Measured by bench/gemm.cu on an H100 (see
+// docs/perf-notes.md, "## CUDA GEMM"); a caller with its own measurement passes it to gemm_auto instead.
+int64_t default_dense_crossover_m(int64_t n, int64_t k, int bits);
+
+// m <= crossover: gemm_quant; else gemm_dense (scratch must then hold n*k*2 bytes). crossover < 0: default.
+cudaError_t gemm_auto(const void* a, const RepackedWeight& w, void* c, int64_t m, const GemmWorkspace& ws,
+                      void* scratch, cublasHandle_t handle, cudaStream_t stream, int64_t crossover_m = -1);
+
+// Why the last call on this thread returned an error (empty after a success).
+const char* gemm_error_message();
+
+}  // namespace rtnq::cuda

@@ -1,0 +1,423 @@
+// GPU checks of the mixed-precision GEMM, written once and driven by two harnesses: GoogleTest (gemm-test.cu, in
+// CI where it skips without a GPU) and a dependency-free main (gpu-check-main.cu, built by scripts/gpu-check.sh on
+// the GPU machine, which has no GoogleTest).
+//
+// Every check draws fresh random inputs (std::random_device seed, reported on failure), poisons outputs with NaN
+// before the run and checks every element. Tolerances (relative Frobenius error against an fp64-accumulated
+// product of the exactly dequantized weights): FP16 2e-3, BF16 1e-2 - the kernel rounds q*s to the activation
+// dtype (FP16: 2^-11 relative, BF16: 2^-8) before the tensor cores see it, and rounds C once at the end.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cuda/gemm.h"
+#include "cuda/repack-layout.h"
+#include "quant/pack-layout.h"
+
+namespace rtnq::cuda::checks {
+
+struct CheckResult {
+  bool ok = true;
+  std::string detail;
+};
+
+inline std::string dtype_label(DType t) { return t == DType::kF16 ? "f16" : "bf16"; }
+
+inline float half_bits_to_float(uint16_t b, DType t) {
+  if (t == DType::kBF16) {
+    uint32_t u = uint32_t(b) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  }
+  __half_raw r;
+  r.x = b;
+  return __half2float(__half(r));
+}
+inline uint16_t float_to_half_bits(float f, DType t) {
+  if (t == DType::kBF16) {
+    __nv_bfloat16 h = __float2bfloat16_rn(f);
+    uint16_t b;
+    std::memcpy(&b, &h, 2);
+    return b;
+  }
+  __half h = __float2half_rn(f);
+  uint16_t b;
+  std::memcpy(&b, &h, 2);
+  return b;
+}
+
+// A random quantized weight in checkpoint layout, as the quantizer would write it.
+struct Checkpoint {
+  int64_t n = 0, k = 0, groups = 0, group = 0;
+  int bits = 4;
+  std::vector<int32_t> packed;   // [n, packed_row_words(k, bits)]
+  std::vector<uint16_t> scales;  // [n, groups] raw bits in the activation dtype
+  std::vector<float> dequant;    // [n, k] = q * s, exact in fp32
+};
+
+inline Checkpoint random_checkpoint(int64_t n, int64_t k, int bits, int64_t group_size, DType act, std::mt19937_64& rng) {
+  Checkpoint c;
+  c.n = n;
+  c.k = k;
+  c.bits = bits;
+  c.group = (group_size <= 0 || group_size >= k) ? k : group_size;
+  c.groups = (k + c.group - 1) / c.group;
+  const int64_t row_words = packed_row_words(k, bits);
+  c.packed.assign(size_t(n * row_words), 0);
+  c.scales.resize(size_t(n * c.groups));
+  c.dequant.resize(size_t(n * k));
+  std::uniform_int_distribution<int> qd(q_min(bits), q_max(bits));
+  std::uniform_real_distribution<float> sd(0.25f, 2.f);
+  // Scales around 1/qmax keep |w| ~ 1 so products neither vanish nor overflow fp16.
+  const float scale_unit = 1.f / float(q_max(bits));
+  for (auto& s : c.scales) s = float_to_half_bits(sd(rng) * scale_unit, act);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < k; ++j) {
+      const int q = qd(rng);
+      c.packed[size_t(i * row_words + pack_word_index(j, bits))] |=
+          int32_t(pack_stored_value(q, bits) << pack_bit_offset(j, bits));
+      c.dequant[size_t(i * k + j)] = float(q) * half_bits_to_float(c.scales[size_t(i * c.groups + j / c.group)], act);
+    }
+  }
+  return c;
+}
+
+// C_ref[m, n] = sum_k A[m, k] W[n, k], fp64 accumulation, rows spread over the host's cores.
+inline std::vector<double> reference_product(const std::vector<float>& a, const std::vector<float>& w, int64_t m,
+                                             int64_t n, int64_t k) {
+  std::vector<double> c(size_t(m * n));
+  const int threads = std::max(1u, std::min(32u, std::thread::hardware_concurrency()));
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      for (int64_t idx = t; idx < m * n; idx += threads) {
+        const int64_t i = idx / n, j = idx % n;
+        const float* ar = a.data() + i * k;
+        const float* wr = w.data() + j * k;
+        double acc = 0;
+        for (int64_t x = 0; x < k; ++x) acc += double(ar[x]) * double(wr[x]);
+        c[size_t(idx)] = acc;
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  return c;
+}
+
+// Owns the stream, workspace and cuBLAS handle for a run of checks.
+struct Context {
+  cudaStream_t stream = nullptr;
+  GemmWorkspace ws;
+  cublasHandle_t cublas = nullptr;
+  std::random_device rd;
+
+  bool init(std::string* err) {
+    if (cudaStreamCreate(&stream) != cudaSuccess) return *err = "cudaStreamCreate failed", false;
+    if (gemm_workspace_alloc(4096, 8192, &ws, stream) != cudaSuccess) return *err = gemm_error_message(), false;
+    if (cublasCreate(&cublas) != CUBLAS_STATUS_SUCCESS) return *err = "cublasCreate failed", false;
+    cublasSetStream(cublas, stream);
+    return true;
+  }
+  ~Context() {
+    if (cublas) cublasDestroy(cublas);
+    gemm_workspace_free(&ws);
+    if (stream) cudaStreamDestroy(stream);
+  }
+};
+
+inline bool gpu_available() {
+  int count = 0;
+  const bool ok = cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+  (void)cudaGetLastError();
+  return ok;
+}
+
+template <typename T>
+struct DeviceBuffer {
+  T* ptr = nullptr;
+  size_t count = 0;
+  explicit DeviceBuffer(size_t n) : count(n) {
+    if (cudaMalloc(&ptr, std::max<size_t>(n, 1) * sizeof(T)) != cudaSuccess) ptr = nullptr;
+  }
+  ~DeviceBuffer() {
+    if (ptr) cudaFree(ptr);
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+};
+
+#define RTNQ_CHECK_CUDA_OR_FAIL(expr, what)                                                                  \
+  do {                                                                                                      \
+    const cudaError_t _e = (expr);                                                                          \
+    if (_e != cudaSuccess)                                                                                  \
+      return CheckResult{false, std::string(what) + ": " + cudaGetErrorString(_e) + " " + gemm_error_message()}; \
+  } while (0)
+
+// GPU repack must equal the CPU reference bit for bit (padding included).
+inline CheckResult check_repack(Context& ctx, int64_t n, int64_t k, int bits, int64_t group, DType act) {
+  const uint64_t seed = (uint64_t(ctx.rd()) << 32) | ctx.rd();
+  std::mt19937_64 rng(seed);
+  const std::string label = "repack n=" + std::to_string(n) + " k=" + std::to_string(k) + " int" +
+                            std::to_string(bits) + " g=" + std::to_string(group) + " " + dtype_label(act) +
+                            " seed=" + std::to_string(seed);
+  const Checkpoint c = random_checkpoint(n, k, bits, group, act, rng);
+  RepackedWeight w;
+  RTNQ_CHECK_CUDA_OR_FAIL(repacked_weight_alloc(n, k, bits, group, act, &w), label);
+  const RepackShape s = w.shape;
+  std::vector<uint32_t> ref_words(size_t(repacked_weight_words(s)));
+  std::vector<uint16_t> ref_scales(size_t(repacked_scale_count(s)));
+  repack_reference(s, c.packed.data(), c.scales.data(), ref_words.data(), ref_scales.data());
+  DeviceBuffer<int32_t> d_packed(c.packed.size());
+  DeviceBuffer<uint16_t> d_scales(c.scales.size());
+  CheckResult r;
+  auto run = [&]() -> CheckResult {
+    RTNQ_CHECK_CUDA_OR_FAIL(cudaMemcpy(d_packed.ptr, c.packed.data(), c.packed.size() * 4, cudaMemcpyHostToDevice), label);
+    RTNQ_CHECK_CUDA_OR_FAIL(cudaMemcpy(d_scales.ptr, c.scales.data(), c.scales.size() * 2, cudaMemcpyHostToDevice), label);
+    RTNQ_CHECK_CUDA_OR_FAIL(cudaMemset(w.words, 0xA5, ref_words.size() * 4), label);  // poison
+    RTNQ_CHECK_CUDA_OR_FAIL(cudaMemset(w.scales, 0xA5, ref_scales.size() * 2), label);
+    RTNQ_CHECK_CUDA_OR_FAIL(repack_weight(d_packed.ptr, d_scales.ptr, &w, ctx.stream), label);
+    RTNQ_CHECK_CUDA_OR_FAIL(cudaStreamSynchronize(ctx.stream), label);
+    std::vector<uint32_t> got_words(ref_words.size());
+    std::vector<uint16_t> got_scales(ref_scales.size());
+    RTNQ_CHECK_CUDA_OR_FAIL(cudaMemcpy(got_words.data(), w.words, got_words.size() * 4, cudaMemcpyDeviceToHost), label);
+    RTNQ_CHECK_CUDA_OR_FAIL(cudaMemcpy(got_scales.data(), w.scales, got_scales.size() * 2, cudaMemcpyDeviceToHost), label);
+    for (size_t i = 0; i < got_words.size(); ++i)
+      if (got_words[i] != ref_words[i])
+        return {false, label + ": word " + std::to_string(i) + " differs"};
+    for (size_t i = 0; i < got_scales.size(); ++i)
+      if (got_scales[i] != ref_scales[i])
+        return {false, label + ": scale " + std::to_string(i) + " differs"};
+    // The layout loses nothing: every logical q reads back.
+    const int64_t row_words = packed_row_words(k, bits);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < k; ++j) {
+        const int32_t q = pack_signed_value(uint32_t(c.packed[size_t(i * row_words + pack_word_index(j, bits))]) >>
+                                                pack_bit_offset(j, bits), bits);
+        if (repacked_q(s, got_words.data(), i, j) != q)
+          return {false, label + ": q(" + std::to_string(i) + ", " + std::to_string(j) + ") lost"};
+      }
+    return {true, label};
+  };
+  r = run();
+  repacked_weight_free(&w);
+  return r;
+}
+
+enum class Path { kQuant, kQuantNoSplit, kQuantTile16, kQuantTile64, kDense, kDequant };
+inline const char* path_label(Path p) {
+  switch (p) {
+    case Path::kQuant: return "quant";
+    case Path::kQuantNoSplit: return "quant-nosplit";
+    case Path::kQuantTile16: return "quant-tile16";
+    case Path::kQuantTile64: return "quant-tile64";
+    case Path::kDense: return "dense";
+    case Path::kDequant: return "dequant";
+  }
+  return "?";
+}
+
+struct GemmCase {
+  int64_t m, n, k;
+  int bits;
+  int64_t group;
+  DType act;
+  Path path;
+};
+
+inline std::string case_label(const GemmCase& g) {
+  return std::string(path_label(g.path)) + " m=" + std::to_string(g.m) + " n=" + std::to_string(g.n) +
+         " k=" + std::to_string(g.k) + " int" + std::to_string(g.bits) + " g=" + std::to_string(g.group) + " " +
+         dtype_label(g.act);
+}
+
+inline double rel_frobenius(const std::vector<double>& ref, const std::vector<float>& got) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double d = double(got[i]) - ref[i];
+    num += d * d;
+    den += ref[i] * ref[i];
+  }
+  return std::sqrt(num / std::max(den, 1e-300));
+}
+
+inline CheckResult check_gemm(Context& ctx, const GemmCase& g, double* err_out = nullptr) {
+  const uint64_t seed = (uint64_t(ctx.rd()) << 32) | ctx.rd();
+  std::mt19937_64 rng(seed);
+  const std::string label = case_label(g) + " seed=" + std::to_string(seed);
+  const Checkpoint c = random_checkpoint(g.n, g.k, g.bits, g.group, g.act, rng);
+  const bool dequant_only = g.path == Path::kDequant;
+  std::vector<uint16_t> a_bits(size_t(g.m * g.k));
+  std::vector<float> a(a_bits.size());
+  std::uniform_real_distribution<float> ad(-1.f, 1.f);
+  for (size_t i = 0; i < a.size(); ++i) {
+    a_bits[i] = float_to_half_bits(ad(rng), g.act);
+    a[i] = half_bits_to_float(a_bits[i], g.act);
+  }
+  RepackedWeight w;
+  RTNQ_CHECK_CUDA_OR_FAIL(repacked_weight_alloc(g.n, g.k, g.bits, g.group, g.act, &w), label);
+  DeviceBuffer<int32_t> d_packed(c.packed.size());
+  DeviceBuffer<uint16_t> d_scales(c.scales.size());
+  DeviceBuffer<uint16_t> d_a(a_bits.size());
+  const size_t out_count = dequant_only ? size_t(g.n * g.k) : size_t(g.m * g.n);
+  DeviceBuffer<uint16_t> d_c(out_count);
+  const bool dense = g.path == Path::kDense;
+  DeviceBuffer<uint16_t> d_scratch(dense ? size_t(g.n * g.k) : 0);
+  auto run = [&]() -> CheckResult {
+    if (!d_packed.ptr || !d_scales.ptr || !d_a.ptr || !d_c.ptr || !d_scratch.ptr)
+      return {false, label + ": cudaMalloc failed"};
+    RTNQ_CHECK_CUDA_OR_FAIL(cudaMemcpy(d_packed.ptr, c.packed.data(), c.packed.size() * 4, cudaMemcpyHostToDevice), label);
+    RTNQ_CHECK_CUDA_OR_FAIL(cudaMemcpy(d_scales.ptr, c.scales.data(), c.scales.size() * 2, cudaMemcpyHostToDevice), label);
+    RTNQ_CHECK_CUDA_OR_FAIL(cudaMemcpy(d_a.ptr, a_bits.data(), a_bits.size() * 2, cudaMemcpyHostToDevice), label);
+    RTNQ_CHECK_CUDA_OR_FAIL(repack_weight(d_packed.ptr, d_scales.ptr, &w, ctx.stream), label);
+    RTNQ_CHECK_CUDA_OR_FAIL(cudaMemsetAsync(d_c.ptr, 0xFF, out_count * 2, ctx.stream), label);  // NaN in fp16 and bf16
+    switch (g.path) {
+      case Path::kQuant: RTNQ_CHECK_CUDA_OR_FAIL(gemm_quant(d_a.ptr, w, d_c.ptr, g.m, ctx.ws, ctx.stream), label); break;
+      case Path::kQuantNoSplit: {
+        GemmOptions o;
+        o.max_splits = 1;
+        RTNQ_CHECK_CUDA_OR_FAIL(gemm_quant(d_a.ptr, w, d_c.ptr, g.m, ctx.ws, ctx.stream, o), label);
+        break;
+      }
+      case Path::kQuantTile16:
+      case Path::kQuantTile64: {
+        GemmOptions o;
+        o.m_tile_rows = g.path == Path::kQuantTile16 ? 16 : 64;
+        RTNQ_CHECK_CUDA_OR_FAIL(gemm_quant(d_a.ptr, w, d_c.ptr, g.m, ctx.ws, ctx.stream, o), label);
+        break;
+      }
+      case Path::kDense:
+        RTNQ_CHECK_CUDA_OR_FAIL(gemm_dense(d_a.ptr, w, d_c.ptr, g.m, d_scratch.ptr, ctx.cublas, ctx.stream), label);
+        break;
+      case Path::kDequant: RTNQ_CHECK_CUDA_OR_FAIL(dequantize_repacked(w, d_c.ptr, ctx.stream), label); break;
+    }
+    RTNQ_CHECK_CUDA_OR_FAIL(cudaStreamSynchronize(ctx.stream), label);
+    std::vector<uint16_t> out(out_count);
+    RTNQ_CHECK_CUDA_OR_FAIL(cudaMemcpy(out.data(), d_c.ptr, out.size() * 2, cudaMemcpyDeviceToHost), label);
+    std::vector<float> got(out.size());
+    for (size_t i = 0; i < out.size(); ++i) {
+      got[i] = half_bits_to_float(out[i], g.act);
+      if (!std::isfinite(got[i])) return {false, label + ": element " + std::to_string(i) + " not written / not finite"};
+    }
+    if (dequant_only) {
+      // Dense dequantization must be exact: q*s rounded once to the activation dtype.
+      for (size_t i = 0; i < got.size(); ++i) {
+        const float want = half_bits_to_float(float_to_half_bits(c.dequant[i], g.act), g.act);
+        if (got[i] != want) return {false, label + ": dequantized element " + std::to_string(i) + " differs"};
+      }
+      return {true, label};
+    }
+    const std::vector<double> ref = reference_product(a, c.dequant, g.m, g.n, g.k);
+    const double err = rel_frobenius(ref, got);
+    if (err_out) *err_out = err;
+    const double tol = g.act == DType::kF16 ? 2e-3 : 1e-2;
+    char buf[96];
+    std::snprintf(buf, sizeof buf, " rel_err=%.3g tol=%.0e", err, tol);
+    return {err <= tol, label + buf};
+  };
+  const CheckResult r = run();
+  repacked_weight_free(&w);
+  return r;
+}
+
+// The table. Full m list on SmolLM2 shapes (K = 576: a padded k tile; 576/64 = 9 and 576/128 = 4.5 groups);
+// a subset of m on the Llama-3 8B and 70B shapes, where the fp64 reference dominates the run time.
+inline std::vector<GemmCase> gemm_cases() {
+  std::vector<GemmCase> cases;
+  const DType acts[2] = {DType::kF16, DType::kBF16};
+  const int64_t all_m[] = {1, 2, 3, 7, 16, 17, 63, 64, 65, 255, 256, 1025, 4096};
+  struct Shape { int64_t k, n; };
+  const Shape smol[] = {{576, 576}, {576, 192}, {576, 3072}, {1536, 576}};
+  const Shape l8b[] = {{4096, 6144}, {4096, 4096}, {4096, 28672}, {14336, 4096}};
+  const Shape l70b[] = {{8192, 10240}, {8192, 8192}, {8192, 57344}, {28672, 8192}};
+  for (int bits : {4, 8}) {
+    for (DType act : acts) {
+      for (int64_t m : all_m) {
+        cases.push_back({m, 576, 576, bits, 64, act, Path::kQuant});
+        if (m <= 256) cases.push_back({m, 3072, 576, bits, 128, act, Path::kQuant});
+      }
+      for (const Shape& s : smol) {
+        cases.push_back({7, s.n, s.k, bits, 128, act, Path::kQuant});
+        cases.push_back({33, s.n, s.k, bits, -1, act, Path::kQuant});
+        cases.push_back({5, s.n, s.k, bits, 32, act, Path::kQuantNoSplit});
+      }
+      for (const Shape& s : l8b) {
+        cases.push_back({1, s.n, s.k, bits, 128, act, Path::kQuant});
+        cases.push_back({17, s.n, s.k, bits, 128, act, Path::kQuant});
+      }
+      cases.push_back({64, 4096, 4096, bits, -1, act, Path::kQuant});
+      for (int64_t m : {1, 17, 64}) cases.push_back({m, 3072, 576, bits, 64, act, Path::kQuantTile64});
+      for (int64_t m : {65, 256, 1025}) cases.push_back({m, 1536, 576, bits, 128, act, Path::kQuantTile16});
+      cases.push_back({3, 4096, 14336, bits, 64, act, Path::kQuantNoSplit});
+      cases.push_back({300, 1536, 576, bits, 128, act, Path::kDense});
+      cases.push_back({1025, 576, 1536, bits, 64, act, Path::kDense});
+      cases.push_back({0, 576, 1536, bits, 64, act, Path::kDequant});
+      cases.push_back({0, 300, 200, bits, -1, act, Path::kDequant});
+    }
+  }
+  for (const Shape& s : l70b) {
+    cases.push_back({1, s.n, s.k, 4, 128, DType::kBF16, Path::kQuant});
+    cases.push_back({2, s.n, s.k, 8, 128, DType::kF16, Path::kQuant});
+  }
+  cases.push_back({4096, 4096, 4096, 4, 128, DType::kBF16, Path::kQuant});
+  cases.push_back({7, 300, 200, 4, -1, DType::kF16, Path::kQuant});  // n and k off every tile
+  return cases;
+}
+
+struct RepackCase {
+  int64_t n, k;
+  int bits;
+  int64_t group;
+};
+inline std::vector<RepackCase> repack_cases() {
+  return {{576, 576, 4, 128}, {192, 576, 8, 64}, {300, 200, 4, -1}, {300, 200, 8, -1},
+          {4096, 4096, 4, 128}, {1000, 1536, 8, 32}, {64, 8, 4, -1}};
+}
+
+// Bad arguments come back as errors, never a crash or a wrong result.
+inline CheckResult check_rejections(Context& ctx) {
+  RepackedWeight w;
+  if (repacked_weight_alloc(256, 256, 4, 128, DType::kF16, &w) != cudaSuccess) return {false, "alloc failed"};
+  DeviceBuffer<uint16_t> a(256 * 4 + 8), c(256 * 4);
+  std::string bad;
+  auto expect_error = [&](cudaError_t e, const char* what) {
+    if (e == cudaSuccess) bad += std::string(what) + " accepted; ";
+    else if (std::string(gemm_error_message()).empty()) bad += std::string(what) + " gave no message; ";
+  };
+  expect_error(gemm_quant(a.ptr, w, c.ptr, 0, ctx.ws, ctx.stream), "m = 0");
+  expect_error(gemm_quant(a.ptr + 1, w, c.ptr, 4, ctx.ws, ctx.stream), "misaligned a");
+  expect_error(gemm_quant(nullptr, w, c.ptr, 4, ctx.ws, ctx.stream), "null a");
+  GemmOptions bad_tile;
+  bad_tile.m_tile_rows = 32;
+  expect_error(gemm_quant(a.ptr, w, c.ptr, 4, ctx.ws, ctx.stream, bad_tile), "m_tile_rows 32");
+  RepackedWeight bad_bits = w;
+  bad_bits.shape.bits = 3;
+  expect_error(gemm_quant(a.ptr, bad_bits, c.ptr, 4, ctx.ws, ctx.stream), "bits = 3");
+  RepackedWeight bad_act = w;
+  bad_act.act = DType::kF32;
+  expect_error(gemm_quant(a.ptr, bad_act, c.ptr, 4, ctx.ws, ctx.stream), "f32 activations");
+  RepackedWeight bad_group = w;
+  bad_group.shape = make_repack_shape(256, 1024, 4, 96);
+  expect_error(gemm_quant(a.ptr, bad_group, c.ptr, 4, ctx.ws, ctx.stream), "group 96");
+  RepackedWeight bad_k = w;
+  bad_k.shape = make_repack_shape(256, 100, 4, -1);
+  expect_error(gemm_quant(a.ptr, bad_k, c.ptr, 4, ctx.ws, ctx.stream), "k = 100");
+  expect_error(repacked_weight_alloc(0, 256, 4, 128, DType::kF16, &bad_k), "n = 0 alloc");
+  repacked_weight_free(&w);
+  (void)cudaGetLastError();
+  return {bad.empty(), bad.empty() ? "rejections" : bad};
+}
+
+}  // namespace rtnq::cuda::checks
