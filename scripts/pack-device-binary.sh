@@ -4,9 +4,10 @@
 # -dev packages to build it there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-preset=${1:-cpu-release}
-bin="build/$preset/tools/rtnq"
-[ -x "$bin" ] || { echo "build $bin first (scripts/setup.sh $preset)" >&2; exit 1; }
+# usage: scripts/pack-device-binary.sh [BUILD_DIR]   (default build/cpu-release)
+dir=${1:-build/cpu-release}
+bin="$dir/tools/rtnq"
+[ -x "$bin" ] || { echo "build $bin first (scripts/setup.sh cpu-release)" >&2; exit 1; }
 rm -rf .devbin && mkdir -p .devbin/lib
 cp "$bin" .devbin/rtnq
 for lib in $(ldd "$bin" | awk '/=>/ {print $3}' | grep -E 'libfmt|libtomlplusplus|libpcre2'); do cp -L "$lib" .devbin/lib/; done

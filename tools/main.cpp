@@ -1,4 +1,6 @@
 // rtnq: selective round-to-nearest quantization of LLMs, and an engine to run them.
+#include <malloc.h>
+
 #include <algorithm>
 #include <cstdio>
 
@@ -20,6 +22,11 @@ int report_error(const std::string& what, const std::string& message) {
 
 int main(int argc, char** argv) {
   using namespace rtnq::cli;
+  // Quantization allocates one large output buffer per tensor; keeping freed blocks in the heap
+  // instead of returning them to the OS each time avoids re-faulting and zero-filling those pages
+  // (measured: INT8 quantization ~45% slower per core without this).
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
   CLI::App app{"rtnq: selective round-to-nearest (RTN) quantization of large language models"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "rtnq 0.1.0");

@@ -47,11 +47,21 @@ struct QuantizedTensor {
   double relative_rms_error() const { return sum_sq_weight > 0 ? std::sqrt(sum_sq_error / sum_sq_weight) : 0.0; }
 };
 
+// The dtype torch computes the quotient w / s in when w is stored in `weight_dtype` and s in
+// `scale_dtype` (both tensors, so ordinary type promotion): the weight's dtype when the two agree,
+// fp32 otherwise. vLLM / compressed-tensors round the fp32 quotient to this dtype before rounding
+// to an integer, and so must we (see src/quant/rtn-ref.cpp).
+inline DType rtn_quotient_dtype(DType weight_dtype, DType scale_dtype) {
+  return weight_dtype == scale_dtype ? weight_dtype : DType::kF32;
+}
+
 // Reference implementation (scalar, obviously right): the oracle for every other path.
 // `q` receives rows*cols signed integers; `scales` rows*n_groups values, each exactly representable
 // in `scale_dtype`. Refuses NaN/Inf (naming the flat index) and group sizes that do not divide cols.
+// `quotient_dtype` (F32, F16 or BF16): the dtype w / s is rounded to before round-half-even, i.e.
+// rtn_quotient_dtype(dtype the weights came in, scale_dtype).
 Status rtn_quantize_ref(const float* w, int64_t rows, int64_t cols, int bits, int64_t group_size,
-                        DType scale_dtype, int8_t* q, float* scales);
+                        DType scale_dtype, int8_t* q, float* scales, DType quotient_dtype = DType::kF32);
 
 // Fast path: any F32/F16/BF16 view [rows, cols] straight to checkpoint layout, over `pool` threads
 // when given. Bit-identical to rtn_quantize_ref + pack. Errors name `w.info.name`.

@@ -175,34 +175,49 @@ RowResult quantize_row(const void* row, int64_t cols, int64_t group, int bits, D
     }
 
     const __m256 s_v = _mm256_set1_ps(s);
-    // q for 8 weights, with their error folded into the float accumulators.
-    auto quant8 = [&](int64_t j, __m256& acc_e, __m256& acc_w) {
-      const __m256 w = I::load8(row, j);
+    // q for 8 weights; also hands back w and the error e = w - q*s (one rounding, via FMA).
+    auto quant8 = [&](int64_t j, __m256& w, __m256& e) {
+      w = I::load8(row, j);
       const __m256 x = round_quotient<Q>(_mm256_div_ps(w, s_v));
       __m256 r = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
       r = _mm256_min_ps(_mm256_max_ps(r, lo_v), hi_v);
-      const __m256 e = _mm256_fnmadd_ps(r, s_v, w);  // w - q*s, one rounding
-      acc_e = _mm256_fmadd_ps(e, e, acc_e);
-      acc_w = _mm256_fmadd_ps(w, w, acc_w);
-      max_e = _mm256_max_ps(max_e, _mm256_and_ps(e, abs_mask));
+      e = _mm256_fnmadd_ps(r, s_v, w);
       return _mm256_cvtps_epi32(r);
     };
 
+    // Statistics: squares summed in fp32 over at most 256 weights, then widened into the fp64 row
+    // sums. Within a 32-weight block the partial sums and maxima form short trees, so the only
+    // loop-carried chains are one add/max per block (long FMA chains would cap the throughput).
     int64_t j = begin;
-    for (; j + 32 <= end; j += 32) {
+    while (end - j >= 8) {
+      const int64_t chunk_end = std::min(end, j + 256);
       __m256 acc_e = _mm256_setzero_ps(), acc_w = _mm256_setzero_ps();
-      const __m256i q0 = quant8(j, acc_e, acc_w), q1 = quant8(j + 8, acc_e, acc_w);
-      const __m256i q2 = quant8(j + 16, acc_e, acc_w), q3 = quant8(j + 24, acc_e, acc_w);
-      const __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(q0, q1), _mm256_packs_epi32(q2, q3));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + j), _mm256_permutevar8x32_epi32(b, order));
-      sse_d = widen_add(sse_d, acc_e);
-      ssw_d = widen_add(ssw_d, acc_w);
-    }
-    for (; j + 8 <= end; j += 8) {
-      __m256 acc_e = _mm256_setzero_ps(), acc_w = _mm256_setzero_ps();
-      alignas(32) int32_t qi[8];
-      _mm256_store_si256(reinterpret_cast<__m256i*>(qi), quant8(j, acc_e, acc_w));
-      for (int k = 0; k < 8; ++k) q[j + k] = int8_t(qi[k]);
+      for (; j + 32 <= chunk_end; j += 32) {
+        __m256 w0, e0, w1, e1, w2, e2, w3, e3;
+        const __m256i q0 = quant8(j, w0, e0), q1 = quant8(j + 8, w1, e1);
+        const __m256i q01 = _mm256_packs_epi32(q0, q1);
+        __m256 se = _mm256_fmadd_ps(e1, e1, _mm256_mul_ps(e0, e0));
+        __m256 sw = _mm256_fmadd_ps(w1, w1, _mm256_mul_ps(w0, w0));
+        __m256 m = _mm256_max_ps(_mm256_and_ps(e0, abs_mask), _mm256_and_ps(e1, abs_mask));
+        const __m256i q2 = quant8(j + 16, w2, e2), q3 = quant8(j + 24, w3, e3);
+        const __m256i b = _mm256_packs_epi16(q01, _mm256_packs_epi32(q2, q3));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + j), _mm256_permutevar8x32_epi32(b, order));
+        se = _mm256_add_ps(se, _mm256_fmadd_ps(e3, e3, _mm256_mul_ps(e2, e2)));
+        sw = _mm256_add_ps(sw, _mm256_fmadd_ps(w3, w3, _mm256_mul_ps(w2, w2)));
+        m = _mm256_max_ps(m, _mm256_max_ps(_mm256_and_ps(e2, abs_mask), _mm256_and_ps(e3, abs_mask)));
+        acc_e = _mm256_add_ps(acc_e, se);
+        acc_w = _mm256_add_ps(acc_w, sw);
+        max_e = _mm256_max_ps(max_e, m);
+      }
+      for (; j + 8 <= chunk_end; j += 8) {
+        __m256 w0, e0;
+        alignas(32) int32_t qi[8];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(qi), quant8(j, w0, e0));
+        for (int k = 0; k < 8; ++k) q[j + k] = int8_t(qi[k]);
+        acc_e = _mm256_fmadd_ps(e0, e0, acc_e);
+        acc_w = _mm256_fmadd_ps(w0, w0, acc_w);
+        max_e = _mm256_max_ps(max_e, _mm256_and_ps(e0, abs_mask));
+      }
       sse_d = widen_add(sse_d, acc_e);
       ssw_d = widen_add(ssw_d, acc_w);
     }
