@@ -5,9 +5,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <random>
 
 #include <gtest/gtest.h>
 
+#include "core/atomic-output.h"
+#include "io/safetensors-writer.h"
 #include "quant/compressed-tensors.h"
 #include "quant/pack.h"
 #include "quant/quantize-pipeline.h"
@@ -150,6 +153,80 @@ TEST(QuantizeE2E, FailedRunLeavesNothingBehind) {
   ASSERT_FALSE(rep);
   EXPECT_NE(rep.status().message().find("down_proj"), std::string::npos) << rep.status().message();
   EXPECT_TRUE(fs::is_empty(tmp.path)) << "left behind: " << fs::directory_iterator(tmp.path)->path();
+}
+
+// A tiny random BF16 Llama folder with a NaN planted in layer `nan_layer`'s down_proj (-1: none).
+fs::path write_tiny_hf(const fs::path& dir, int64_t nan_layer) {
+  ModelSpec spec;
+  spec.hidden_size = 64;
+  spec.intermediate_size = 128;
+  spec.num_layers = 3;
+  spec.num_heads = 4;
+  spec.num_kv_heads = 2;
+  spec.head_dim = 16;
+  spec.vocab_size = 100;
+  spec.torch_dtype = DType::kBF16;
+  std::vector<TensorInfo> infos;
+  auto add = [&](std::string n, Shape sh) { infos.push_back({std::move(n), DType::kBF16, std::move(sh)}); };
+  add("model.embed_tokens.weight", {spec.vocab_size, spec.hidden_size});
+  for (int64_t l = 0; l < spec.num_layers; ++l) {
+    add("model.layers." + std::to_string(l) + ".input_layernorm.weight", {spec.hidden_size});
+    add("model.layers." + std::to_string(l) + ".post_attention_layernorm.weight", {spec.hidden_size});
+    for (int m = 0; m < kNumModules; ++m) {
+      auto [o, i] = module_shape(spec, Module(m));
+      add(module_hf_prefix(l, Module(m)) + ".weight", {o, i});
+    }
+  }
+  add("model.norm.weight", {spec.hidden_size});
+  add("lm_head.weight", {spec.vocab_size, spec.hidden_size});
+  fs::create_directories(dir);
+  auto w = SafetensorsWriter::open(dir / "model.safetensors", infos, {});
+  EXPECT_TRUE(w) << w.status().to_string();
+  std::mt19937 rng(std::random_device{}());
+  std::normal_distribution<float> nd(0.f, 0.05f);
+  for (const auto& t : infos) {
+    std::vector<uint16_t> buf(size_t(t.numel()));
+    for (auto& x : buf) x = f32_to_bf16(nd(rng));
+    if (nan_layer >= 0 && t.name == module_hf_prefix(nan_layer, Module::kDown) + ".weight") buf[77] = 0x7fc0;
+    EXPECT_TRUE(w->write_tensor(t.name, buf.data(), buf.size() * 2).is_ok());
+  }
+  EXPECT_TRUE(w->close().is_ok());
+  EXPECT_TRUE(write_text_file(dir / "config.json", spec_to_hf_config(spec).dump()).is_ok());
+  return dir;
+}
+
+TEST(QuantizeE2E, FailureMidWriteLeavesNoCheckpointAndNamesTheTensor) {
+  TempDir tmp;
+  const fs::path src_dir = write_tiny_hf(tmp.path / "src", /*nan_layer=*/2);
+  auto src = load_model(src_dir);
+  ASSERT_TRUE(src) << src.status().to_string();
+  PlanTable plan = uniform_plan(src->spec, {Precision::kInt4, 32});
+  QuantizeOptions opts;
+  opts.output = tmp.path / "out";
+  opts.progress = false;
+  opts.max_shard_bytes = 20'000;  // several shards are complete on disk before layer 2 fails
+  auto rep = quantize_model(*src, plan, opts);
+  ASSERT_FALSE(rep);
+  const std::string msg = rep.status().message();
+  EXPECT_NE(msg.find("model.layers.2.mlp.down_proj.weight"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("77"), std::string::npos) << msg;  // the flat index of the NaN
+  for (const auto& e : fs::directory_iterator(tmp.path)) EXPECT_EQ(e.path().filename(), "src") << e.path();
+
+  // The same model without the NaN quantizes, and a second run over an existing output with --force
+  // replaces it whole.
+  const fs::path clean = write_tiny_hf(tmp.path / "clean", -1);
+  auto ok_src = load_model(clean);
+  ASSERT_TRUE(ok_src);
+  ASSERT_TRUE(quantize_model(*ok_src, plan, opts));
+  opts.force = true;
+  plan.layers[0].fill({Precision::kInt8, 64});
+  ASSERT_TRUE(quantize_model(*ok_src, plan, opts));
+  auto back = load_model(opts.output);
+  ASSERT_TRUE(back) << back.status().to_string();
+  auto s = scheme_for_module(*back->quantization_config, module_hf_prefix(0, Module::kQ));
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->precision, Precision::kInt8);
+  check_readback(*ok_src, plan, opts.output, ok_src->spec.num_layers);
 }
 
 TEST(QuantizeE2E, SmolLM2GgufGroup64ReadsBack) {
