@@ -24,9 +24,8 @@ int main(int argc, char** argv) {
   using namespace rtnq::cli;
   // Quantization allocates one large output buffer per tensor; keeping freed blocks in the heap
   // instead of returning them to the OS each time avoids re-faulting and zero-filling those pages
-  // (measured: INT8 quantization ~45% slower per core without this). 32 MiB is glibc's maximum
-  // mmap threshold on 64-bit; larger buffers are still mapped fresh.
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  // (measured: INT8 quantization ~45% slower per core without this; docs/perf-notes.md).
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   CLI::App app{"rtnq: selective round-to-nearest (RTN) quantization of large language models"};
   app.require_subcommand(1);

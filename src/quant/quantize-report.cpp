@@ -68,7 +68,7 @@ std::string format_quantize_summary(const QuantizeReport& r) {
     by_kind[m.module].add(m);
     if (m.layer >= 0) by_layer[m.layer].add(m);
   }
-  out += fmt::format("{:<8} {:<18} {:>12} {:>12} {:>12} {:>10}\n", "module", "precision", "rel RMS err", "max rel err",
+  out += fmt::format("{:<8} {:<18} {:>12} {:>12} {:>12} {:>10}\n", "module", "precision", "rel RMS err", "worst module",
                      "bytes in", "bytes out");
   for (const char* k : kKinds) {
     auto it = by_kind.find(k);
