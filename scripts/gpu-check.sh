@@ -2,19 +2,20 @@
 # Builds the CUDA GEMM for sm_90a with nvcc alone (the GPU machine has no fmt/json/GoogleTest, so this does not go
 # through the top-level CMake project), runs every GPU check (tests/cuda/gemm-checks.h via gpu-check-main.cu) and
 # the benchmark (bench/gemm.cu), and prints a short table last.
-#   scripts/gpu-check.sh [--quick] [--no-bench] [--build-only]
+#   scripts/gpu-check.sh [--quick] [--no-bench] [--build-only] [--sanitize]
 # Logs, bench-gemm's gemm.md / gemm.json go to $OUT when set (the lent GPU machine), else build/gpu-check/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-build/gpu-check}"
 bld=build/gpu-check-obj
 mkdir -p "$out" "$bld"
-quick=""; bench=1; build_only=0
+quick=""; bench=1; build_only=0; sanitize=0
 for a in "$@"; do
   case "$a" in
     --quick) quick="--quick" ;;
     --no-bench) bench=0 ;;
     --build-only) build_only=1 ;;
+    --sanitize) sanitize=1 ;;
     *) echo "unknown flag $a" >&2; exit 2 ;;
   esac
 done
@@ -46,6 +47,15 @@ echo "== checks"
 check_rc=$?
 grep -E "^FAIL" "$out/checks.log" | head -40
 tail -1 "$out/checks.log"
+if [ "$sanitize" = 1 ]; then
+  # memcheck over a reduced set (every bits x dtype x path, shapes up to 4096 x 4096, m <= 300): out-of-bounds
+  # and misaligned accesses, and any device-side fault, reported with the faulting kernel and address.
+  echo "== compute-sanitizer memcheck (reduced set)"
+  timeout 240 compute-sanitizer --tool memcheck --print-limit 20 "$bld/gpu-check" --max-m 300 --max-nk 16777216 \
+    > "$out/sanitizer.log" 2>&1
+  echo "memcheck rc=$?"; grep -E "ERROR SUMMARY|^FAIL|Invalid|illegal|Illegal" "$out/sanitizer.log" | head -20
+  tail -1 "$out/sanitizer.log"
+fi
 bench_rc=0
 if [ $bench = 1 ]; then
   echo "== bench"

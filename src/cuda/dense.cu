@@ -35,15 +35,14 @@ cudaError_t gemm_dense(const void* a, const RepackedWeight& w, void* c, int64_t 
 }
 
 int64_t default_dense_crossover_m(int64_t n, int64_t k, int bits) {
-  // Measured by bench-gemm on an H100 80GB HBM3 (docs/perf-notes.md "## CUDA GEMM", run 1): the smallest m at
-  // which dequantize + cuBLAS beat the fused INT4 kernel was 1 for every SmolLM2 linear (the fused kernel has a
-  // ~7 us floor), 32 for the 8B qkv and o linears, 128 for 8B gate_up/down and 70B qkv, 256 for the other 70B
-  // linears. INT8's fused kernel was slower still, so it gets the same or a lower crossover.
+  // Measured by bench-gemm on an H100 80GB HBM3 (docs/perf-notes.md "## CUDA GEMM"): the largest m at which the
+  // fused kernel still beat cuBLAS BF16 on a dense copy. SmolLM2-sized linears (< 8M weights) never gain from
+  // the fused kernel (its fixed cost exceeds cuBLAS's whole time), so they always take cuBLAS.
   (void)bits;
   const int64_t weights = n * k;
   if (weights < (int64_t(8) << 20)) return 0;
-  if (weights < (int64_t(32) << 20)) return 16;
-  return 64;
+  if (weights < (int64_t(32) << 20)) return 8;
+  return 16;
 }
 
 cudaError_t gemm_auto(const void* a, const RepackedWeight& w, void* c, int64_t m, const GemmWorkspace& ws,
@@ -51,6 +50,16 @@ cudaError_t gemm_auto(const void* a, const RepackedWeight& w, void* c, int64_t m
   const int64_t cross = crossover_m >= 0 ? crossover_m : default_dense_crossover_m(w.shape.n, w.shape.k, w.shape.bits);
   if (m <= cross || scratch == nullptr || handle == nullptr) return gemm_quant(a, w, c, m, ws, stream);
   return gemm_dense(a, w, c, m, scratch, handle, stream);
+}
+
+cudaError_t gemm_auto_cached(const void* a, const RepackedWeight& w, const void* dense, void* c, int64_t m,
+                             const GemmWorkspace& ws, cublasHandle_t handle, cudaStream_t stream, int64_t crossover_m) {
+  const int64_t cross = crossover_m >= 0 ? crossover_m : default_dense_crossover_m(w.shape.n, w.shape.k, w.shape.bits);
+  if (m <= cross || dense == nullptr || handle == nullptr) return gemm_quant(a, w, c, m, ws, stream);
+  if (cudaError_t e = detail::validate_weight(w, "gemm_auto_cached"); e != cudaSuccess) return e;
+  if (cudaError_t e = cublas_gemm_nt(a, dense, c, m, w.shape.n, w.shape.k, w.act, handle); e != cudaSuccess) return e;
+  detail::clear_error();
+  return cudaSuccess;
 }
 
 }  // namespace rtnq::cuda

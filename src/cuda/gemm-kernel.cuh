@@ -1,15 +1,23 @@
-// The fused dequantize-and-multiply kernel (one template; instantiated in gemm.cu per bits x dtype x m tile).
+// The fused dequantize-and-multiply kernel (one template; instantiated in gemm-instances-*.cu per bits x dtype x
+// m tile).
 //
-// Work split: a block owns a 128-column n tile, an m tile of 16*MB rows and a contiguous range of 128-deep k
-// tiles (a "split"; splits > 1 when the grid would not fill the card otherwise, typically small m). Its 8 warps
-// are 2 (n: one 64-column strip each) x 4 (k: two 16-deep steps of each k tile each); the 4 k-warps' partial
-// sums are added in shared memory at the end, and splits meet in an fp32 workspace where the last block to
-// arrive converts and stores C and zeroes the workspace again.
+// Work split ("stream-K"): the output is cut into tiles of 16*MB rows x 128 columns, each tile's k range into
+// 128-deep k tiles, and the flattened list of (tile, k tile) iterations - k fastest, then the m tiles of one n
+// tile, then n - is cut into gridDim.x equal contiguous stripes, one per block, with gridDim.x = the number of
+// blocks the card holds at once. Every block therefore streams the same number of weight bytes (+-1 k tile): no
+// tail wave, no idle SM, whatever the shape. A block that covers a tile's whole k range stores C directly;
+// partial covers meet in an fp32 workspace, each adding its k-tile count to the tile's arrival counter, and the
+// block whose count completes the tile converts, stores C and zeroes the workspace again. m tiles of one n tile
+// are adjacent in the order, so with several m tiles the weight tile comes from L2 the second time.
 //
-// Pipeline: kStages-deep cp.async ring (global -> shared) holding, per stage, the weights of the k tile (2 strips,
-// contiguous in the repacked layout, loaded with an L2 evict-first hint: each weight is read once per m tile and
-// must not push the activations out of L2), the activation tile (zero-filled past m and k, and XOR-swizzled so
-// ldmatrix is free of bank conflicts) and the scale rows the tile needs.
+// Inside a block: 8 warps = 2 (n: one 64-column strip each) x 4 (k: two 16-deep steps of each k tile each); the
+// 4 k-warps' partial sums are added in shared memory at the end of a tile (rows < m only).
+//
+// Pipeline: kStages-deep cp.async ring (global -> shared) that runs straight through tile boundaries, holding
+// per stage the weights of the k tile (2 strips, contiguous in the repacked layout, loaded with an L2
+// evict-first hint when each weight is read once), the activation tile (zero-filled past m and k, and
+// XOR-swizzled so ldmatrix is free of bank conflicts) and the scale rows the tile needs. The reduction buffer
+// is separate from the ring, so the next tile's copies stay in flight during an epilogue.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -32,13 +40,15 @@ struct GemmParams {
   const void* scales;      // [G][n_pad]
   void* c;
   float* ws;               // split-k partial sums [m][n] (zero on entry and exit)
-  int* counters;           // per (m tile, n tile) arrivals (zero on entry and exit)
+  int* counters;           // per tile (n tile * m_tiles + m tile): k tiles arrived (zero on entry and exit)
   int m, n, k, n_pad, k_pad;
   int num_groups;
   int group;               // effective group length (k_pad for per-channel)
   int scale_rows;          // scale rows one k tile spans: 128 / group for groups < 128, else 1
   int k_tiles;             // k_pad / 128
-  int splits, tiles_per_split;
+  int m_tiles;             // ceil(m / (16 * MB))
+  int64_t total_iters;     // m_tiles * n_tiles * k_tiles: the flattened work, striped over gridDim.x blocks
+  int evict_first;         // 1: weights are read once (one m tile), keep them out of L2's way
 };
 
 template <int BITS, int MB>
@@ -53,7 +63,7 @@ struct TileSizes {
   static constexpr int kStageBytes = kWBytes + kABytes + kSBytes;
   static constexpr int kPipeBytes = kStages * kStageBytes;
   static constexpr int kRedBytes = MB * 16 * kRedStride * 4;
-  static constexpr int kSmemBytes = kPipeBytes > kRedBytes ? kPipeBytes : kRedBytes;
+  static constexpr int kSmemBytes = kPipeBytes + kRedBytes;  // the ring keeps running during an epilogue
 };
 
 template <typename T>
@@ -181,32 +191,44 @@ __device__ __forceinline__ void cp_async_wait() {
 }
 
 template <int BITS, typename T, int MB>
-__global__ void __launch_bounds__(kThreads) gemm_quant_kernel(GemmParams p) {
+__global__ void __launch_bounds__(kThreads, MB == 1 ? 3 : 1) gemm_quant_kernel(GemmParams p) {
   using Sz = TileSizes<BITS, MB>;
   using Tr = ActTraits<T>;
   using T2 = typename Tr::T2;
   constexpr int kLaneU4 = BITS / 4;  // 16-byte chunks one lane holds per unit
   constexpr int kRows = MB * 16;
+  constexpr int kStages = Sz::kStages;
   extern __shared__ __align__(16) unsigned char smem[];
   __shared__ int s_is_last;
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wn = warp & 1, wk = warp >> 1;
-  const int n_tile = blockIdx.x, m_tile = blockIdx.y, split = blockIdx.z;
-  constexpr int kStages = Sz::kStages;
-  const int kt_begin = split * p.tiles_per_split;
-  const int kt_end = min(kt_begin + p.tiles_per_split, p.k_tiles);
-  const int m0 = m_tile * kRows, n0 = n_tile * kTileN;
+  const int KT = p.k_tiles;
+  // This block's stripe of the flattened iteration space (the launcher keeps total_iters * grid < 2^62 and
+  // total_iters < 2^31). Tile and k tile are then advanced incrementally: a division per iteration costs more
+  // issue slots than the whole INT4 dequantization of a tile.
+  const int it_begin = int(int64_t(blockIdx.x) * p.total_iters / gridDim.x);
+  const int it_end = int(int64_t(blockIdx.x + 1) * p.total_iters / gridDim.x);
+  const int n_iters = it_end - it_begin;
 
   uint64_t policy;
   asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
 
   const T* a_g = static_cast<const T*>(p.a);
   const int64_t strip_u4 = int64_t(p.k_pad / 16) * 32 * kLaneU4;  // one strip's 16-byte chunks
-  const uint4* w_g = p.w + int64_t(n0 / 64) * strip_u4;
   const T* s_g = static_cast<const T*>(p.scales);
+  float* red = reinterpret_cast<float*>(smem + Sz::kPipeBytes);
+  // Rows of A that can be non-zero in any stage: with one m tile, rows >= m are zeroed once and never copied
+  // (at m = 1 that drops 15 of the 16 activation copies a thread would issue per k tile).
+  const int a_rows = p.m_tiles == 1 ? p.m : kRows;
 
-  auto load_stage = [&](int stage, int kt) {
+  // Producer position (the k tile the next load_stage fetches).
+  int ld_tile = it_begin / KT, ld_kt = it_begin % KT;
+  auto load_stage = [&](int stage) {
+    const int tile = ld_tile, kt = ld_kt;
+    if (++ld_kt == KT) ld_kt = 0, ++ld_tile;
+    const int n0 = (tile / p.m_tiles) * kTileN, m0 = (tile % p.m_tiles) * kRows;
+    const uint4* w_g = p.w + int64_t(n0 / 64) * strip_u4 + int64_t(kt) * (Sz::kWBytes / 32);
     unsigned char* base = smem + stage * Sz::kStageBytes;
     const uint32_t w_s = smem_u32(base), a_s = smem_u32(base + Sz::kWBytes),
                    sc_s = smem_u32(base + Sz::kWBytes + Sz::kABytes);
@@ -214,17 +236,19 @@ __global__ void __launch_bounds__(kThreads) gemm_quant_kernel(GemmParams p) {
     constexpr int kWChunks = Sz::kWBytes / 16, kPerStrip = kWChunks / 2;
     static_assert(kWChunks % kThreads == 0 && (kRows * 16) % kThreads == 0, "whole chunks per thread");
 #pragma unroll
-    for (int it = 0; it < kWChunks / kThreads; ++it) {
-      const int i = tid + it * kThreads;
+    for (int i_ = 0; i_ < kWChunks / kThreads; ++i_) {
+      const int i = tid + i_ * kThreads;
       const int strip = i / kPerStrip, off = i % kPerStrip;
-      const uint4* src = w_g + strip * strip_u4 + int64_t(kt) * kPerStrip + off;
-      cp_async16_evict_first(w_s + i * 16, src, policy);
+      const uint4* src = w_g + strip * strip_u4 + off;
+      if (p.evict_first) cp_async16_evict_first(w_s + i * 16, src, policy);
+      else cp_async16(w_s + i * 16, src);
     }
     // Activations: kRows x 16 chunks of 8 elements; chunk c of row r lands at c ^ (r & 7).
 #pragma unroll
-    for (int it = 0; it < kRows * 16 / kThreads; ++it) {
-      const int i = tid + it * kThreads;
+    for (int i_ = 0; i_ < kRows * 16 / kThreads; ++i_) {
+      const int i = tid + i_ * kThreads;
       const int r = i / 16, ch = i % 16;
+      if (r >= a_rows) continue;
       const int gm = m0 + r, gk = kt * kTileK + ch * 8;
       const bool ok = gm < p.m && gk < p.k;
       const T* src = ok ? a_g + int64_t(gm) * p.k + gk : a_g;
@@ -233,7 +257,7 @@ __global__ void __launch_bounds__(kThreads) gemm_quant_kernel(GemmParams p) {
     // Scale rows: row i is group (kt*128 + i*group) / group, clamped (padding past k reuses the last group).
     if (tid < p.scale_rows * 16) {
       const int row = tid / 16, ch = tid % 16;
-      int g = int((int64_t(kt) * kTileK + int64_t(row) * p.group) / p.group);
+      int g = (kt * kTileK + row * p.group) / p.group;
       g = min(g, p.num_groups - 1);
       cp_async16(sc_s + (row * kTileN + ch * 8) * 2, s_g + int64_t(g) * p.n_pad + n0 + ch * 8);
     }
@@ -249,21 +273,35 @@ __global__ void __launch_bounds__(kThreads) gemm_quant_kernel(GemmParams p) {
 
   const int steps_per_row = 8 / p.scale_rows;  // 16-deep steps sharing one scale row
 
+  // Rows that are never copied are zero in every stage (disjoint from the copies' destinations).
+  if (a_rows < kRows) {
+    for (int i = tid; i < kStages * (kRows - a_rows) * 16; i += kThreads) {
+      const int stage = i / ((kRows - a_rows) * 16), rest = i % ((kRows - a_rows) * 16);
+      const int r = a_rows + rest / 16, ch = rest % 16;
+      *reinterpret_cast<uint4*>(smem + stage * Sz::kStageBytes + Sz::kWBytes + (r * 16 + (ch ^ (r & 7))) * 16) =
+          make_uint4(0, 0, 0, 0);
+    }
+  }
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
-    if (kt_begin + s < kt_end) load_stage(s, kt_begin + s);
+    if (s < n_iters) load_stage(s);
     cp_async_commit();
   }
+  for (int i = tid; i < kRows * kRedStride; i += kThreads) red[i] = 0.f;
+  // (the first __syncthreads of the loop orders these stores before any use)
 
-  for (int kt = kt_begin; kt < kt_end; ++kt) {
+  T* c_g = static_cast<T*>(p.c);
+  int seg_begin = 0;                                   // first iteration (relative) of the current tile's part
+  int cur_tile = it_begin / KT, cur_kt = it_begin % KT;  // consumer position
+  int stage = 0, ld_stage = kStages - 1;
+  for (int i = 0; i < n_iters; ++i) {
     cp_async_wait<kStages - 2>();
-    __syncthreads();  // stage (kt - kt_begin) is visible; everyone is done with the stage refilled next
-    {
-      const int next = kt + kStages - 1;
-      if (next < kt_end) load_stage((next - kt_begin) % kStages, next);
-      cp_async_commit();
-    }
-    const unsigned char* base = smem + ((kt - kt_begin) % kStages) * Sz::kStageBytes;
+    __syncthreads();  // stage i is visible; everyone is done with the stage refilled next
+    if (i + kStages - 1 < n_iters) load_stage(ld_stage);
+    cp_async_commit();
+    if (++ld_stage == kStages) ld_stage = 0;
+    const unsigned char* base = smem + stage * Sz::kStageBytes;
+    if (++stage == kStages) stage = 0;
     const uint4* w_s = reinterpret_cast<const uint4*>(base);
     const uint32_t a_s = smem_u32(base + Sz::kWBytes);
     const T* sc_s = reinterpret_cast<const T*>(base + Sz::kWBytes + Sz::kABytes);
@@ -305,56 +343,66 @@ __global__ void __launch_bounds__(kThreads) gemm_quant_kernel(GemmParams p) {
         }
       }
     }
-  }
 
-  // Reduce the 4 k-warps in shared memory (the pipeline buffers are free once every copy has landed).
-  cp_async_wait<0>();
-  __syncthreads();
-  float* red = reinterpret_cast<float*>(smem);
-  for (int i = tid; i < kRows * kRedStride; i += kThreads) red[i] = 0.f;
-  __syncthreads();
+    // End of this block's share of a tile: reduce and hand it on (block-uniform condition).
+    const int tile = cur_tile;
+    const bool tile_done = ++cur_kt == KT;
+    if (tile_done) cur_kt = 0, ++cur_tile;
+    if (!tile_done && i != n_iters - 1) continue;
+    const int n0 = (tile / p.m_tiles) * kTileN, m_tile = tile % p.m_tiles, m0 = m_tile * kRows;
+    const int rows = min(kRows, p.m - m0);
+    const int covered = i - seg_begin + 1;
+    seg_begin = i + 1;
+    // 4 k-warps -> shared fp32 (only rows that exist: at m = 1 that is 1/16 of the atomics).
 #pragma unroll
-  for (int mb = 0; mb < MB; ++mb)
+    for (int mb = 0; mb < MB; ++mb)
 #pragma unroll
-    for (int j = 0; j < 8; ++j)
+      for (int j = 0; j < 8; ++j)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int row = mb * 16 + (lane >> 2) + (e >= 2 ? 8 : 0);
-        const int col = wn * 64 + j * 8 + (lane & 3) * 2 + (e & 1);
-        atomicAdd(&red[row * kRedStride + col], acc[mb][j][e]);
+        for (int e = 0; e < 4; ++e) {
+          const int row = mb * 16 + (lane >> 2) + (e >= 2 ? 8 : 0);
+          const int col = wn * 64 + j * 8 + (lane & 3) * 2 + (e & 1);
+          if (row < rows) atomicAdd(&red[row * kRedStride + col], acc[mb][j][e]);
+          acc[mb][j][e] = 0.f;
+        }
+    __syncthreads();
+    if (covered == KT) {
+      // The whole k range: store C, zero the buffer for the next tile.
+      for (int i = tid; i < rows * kTileN; i += kThreads) {
+        const int row = i / kTileN, col = i % kTileN;
+        float* slot = &red[row * kRedStride + col];
+        if (n0 + col < p.n) c_g[int64_t(m0 + row) * p.n + n0 + col] = Tr::from_float(*slot);
+        *slot = 0.f;
       }
-  __syncthreads();
-  auto sum_at = [&](int row, int col) { return red[row * kRedStride + col]; };
-
-  T* c_g = static_cast<T*>(p.c);
-  const int rows = min(kRows, p.m - m0);
-  if (p.splits == 1) {
+      __syncthreads();
+      continue;
+    }
     for (int i = tid; i < rows * kTileN; i += kThreads) {
       const int row = i / kTileN, col = i % kTileN;
-      if (n0 + col < p.n) c_g[int64_t(m0 + row) * p.n + n0 + col] = Tr::from_float(sum_at(row, col));
+      float* slot = &red[row * kRedStride + col];
+      if (n0 + col < p.n) atomicAdd(&p.ws[int64_t(m0 + row) * p.n + n0 + col], *slot);
+      *slot = 0.f;
     }
-    return;
-  }
-  for (int i = tid; i < rows * kTileN; i += kThreads) {
-    const int row = i / kTileN, col = i % kTileN;
-    if (n0 + col < p.n) atomicAdd(&p.ws[int64_t(m0 + row) * p.n + n0 + col], sum_at(row, col));
-  }
-  __threadfence();
-  __syncthreads();
-  int* counter = p.counters + m_tile * gridDim.x + n_tile;
-  if (tid == 0) s_is_last = (atomicAdd(counter, 1) == p.splits - 1);
-  __syncthreads();
-  if (!s_is_last) return;
-  __threadfence();
-  for (int i = tid; i < rows * kTileN; i += kThreads) {
-    const int row = i / kTileN, col = i % kTileN;
-    if (n0 + col < p.n) {
-      float* slot = &p.ws[int64_t(m0 + row) * p.n + n0 + col];
-      c_g[int64_t(m0 + row) * p.n + n0 + col] = Tr::from_float(__ldcg(slot));
-      __stcg(slot, 0.f);
+    __threadfence();
+    __syncthreads();
+    int* counter = p.counters + tile;
+    if (tid == 0) s_is_last = (atomicAdd(counter, covered) + covered == KT);
+    __syncthreads();
+    if (s_is_last) {
+      __threadfence();
+      for (int i = tid; i < rows * kTileN; i += kThreads) {
+        const int row = i / kTileN, col = i % kTileN;
+        if (n0 + col < p.n) {
+          float* slot = &p.ws[int64_t(m0 + row) * p.n + n0 + col];
+          c_g[int64_t(m0 + row) * p.n + n0 + col] = Tr::from_float(__ldcg(slot));
+          __stcg(slot, 0.f);
+        }
+      }
+      if (tid == 0) *counter = 0;
     }
+    __syncthreads();  // s_is_last and the buffer are reused by the next tile
   }
-  if (tid == 0) *counter = 0;
+  cp_async_wait<0>();  // nothing may be in flight into shared memory when the block exits
 }
 
 // Launch helpers, explicitly instantiated per (bits, dtype, m tile) in gemm-instances-*.cu so the two

@@ -52,29 +52,38 @@ template <int BITS, typename T>
 cudaError_t dispatch_m(const GemmParams& base, int64_t m, size_t ws_bytes, void* ws_ptr, int max_splits,
                        int m_tile_rows, cudaStream_t stream) {
   // m <= kSmallTileMaxM: 16-row tiles; larger m: 64-row tiles (one block per SM: 128 accumulators per thread).
-  // Forcing 16-row tiles at larger m re-reads each weight tile once per m tile.
+  // Forcing 16-row tiles at larger m re-reads each weight tile once per m tile (from L2: the m tiles of one n
+  // tile are neighbours in the stream-K order).
   const bool small = m_tile_rows == 16 || (m_tile_rows == 0 && m <= kSmallTileMaxM);
   const int rows = small ? 16 : 64;
-  const int m_tiles = int((m + rows - 1) / rows);
-  const int n_tiles = base.n_pad / kTileN;
+  const int64_t m_tiles = (m + rows - 1) / rows;
+  const int64_t n_tiles = base.n_pad / kTileN;
+  const int64_t tiles = m_tiles * n_tiles;
   const int blocks_per_sm = small ? gemm_quant_blocks_per_sm<BITS, T, 1>() : gemm_quant_blocks_per_sm<BITS, T, 4>();
-  const int64_t target = int64_t(sm_count()) * blocks_per_sm;
-  const int64_t tiles = int64_t(m_tiles) * n_tiles;
-  int splits = int(std::min<int64_t>(base.k_tiles, std::max<int64_t>(1, (target + tiles - 1) / tiles)));
-  if (max_splits > 0) splits = std::min(splits, max_splits);
+  const int64_t slots = int64_t(sm_count()) * blocks_per_sm;
+  const int64_t total = tiles * base.k_tiles;
+  if (total > INT32_MAX)  // the kernel walks iterations in 32-bit counters
+    return fail(cudaErrorInvalidValue, "gemm_quant: m = " + std::to_string(m) + " is too large");
+  // Stream-K: one stripe per resident block. max_splits caps how many blocks share a tile; 1 (or a workspace
+  // too small for the partial sums) gives each block whole tiles, which needs no workspace at all.
+  int64_t grid = std::min(slots, total);
+  if (max_splits > 0) grid = std::min(grid, tiles * max_splits);
   // The workspace holds the arrival counters, then the fp32 partial sums of the whole [m, n] output.
   const size_t counter_bytes = (size_t(tiles) * 4 + 255) / 256 * 256;
   const size_t need = counter_bytes + size_t(m) * size_t(base.n) * 4;
-  if (splits > 1 && (ws_ptr == nullptr || ws_bytes < need)) splits = 1;
+  const bool no_ws = ws_ptr == nullptr || ws_bytes < need;
+  // Whole tiles only (stripes of exactly k_tiles iterations): one block per tile, no workspace touched.
+  if (max_splits == 1 || no_ws) grid = tiles;
+  if (grid > INT32_MAX) return fail(cudaErrorInvalidValue, "gemm_quant: m = " + std::to_string(m) + " is too large");
   GemmParams p = base;
   p.m = int(m);
-  p.tiles_per_split = (p.k_tiles + splits - 1) / splits;
-  p.splits = (p.k_tiles + p.tiles_per_split - 1) / p.tiles_per_split;  // no empty split
+  p.m_tiles = int(m_tiles);
+  p.total_iters = total;
+  p.evict_first = m_tiles == 1 ? 1 : 0;
   p.counters = static_cast<int*>(ws_ptr);
   p.ws = ws_ptr ? reinterpret_cast<float*>(static_cast<char*>(ws_ptr) + counter_bytes) : nullptr;
-  const dim3 grid(unsigned(n_tiles), unsigned(m_tiles), unsigned(p.splits));
-  if (m_tiles > 65535) return fail(cudaErrorInvalidValue, "gemm_quant: m = " + std::to_string(m) + " is too large");
-  const cudaError_t e = small ? launch_gemm_quant<BITS, T, 1>(p, grid, stream) : launch_gemm_quant<BITS, T, 4>(p, grid, stream);
+  const dim3 grid3(unsigned(grid), 1, 1);
+  const cudaError_t e = small ? launch_gemm_quant<BITS, T, 1>(p, grid3, stream) : launch_gemm_quant<BITS, T, 4>(p, grid3, stream);
   if (e != cudaSuccess) return fail(e, std::string("gemm_quant: launch failed: ") + cudaGetErrorString(e));
   return cudaSuccess;
 }

@@ -53,7 +53,8 @@ cudaError_t gemm_workspace_alloc(int64_t max_m, int64_t max_n, GemmWorkspace* ws
 void gemm_workspace_free(GemmWorkspace* ws);
 
 struct GemmOptions {
-  // 0: choose the number of k splits so the grid fills the card; 1 disables split-k; > 1 forces at most that.
+  // 0: stream-K - one stripe of the (tile, k tile) work per resident block, tiles cut between blocks wherever
+  // the stripes fall; 1: whole tiles per block (no workspace used); > 1: at most that many blocks per tile.
   int max_splits = 0;
   // Rows of A per block: 0 chooses (16 up to a measured m, then 64); 16 or 64 forces one (benchmarks, tests).
   int m_tile_rows = 0;
@@ -83,6 +84,15 @@ int64_t default_dense_crossover_m(int64_t n, int64_t k, int bits);
 // m <= crossover: gemm_quant; else gemm_dense (scratch must then hold n*k*2 bytes). crossover < 0: default.
 cudaError_t gemm_auto(const void* a, const RepackedWeight& w, void* c, int64_t m, const GemmWorkspace& ws,
                       void* scratch, cublasHandle_t handle, cudaStream_t stream, int64_t crossover_m = -1);
+
+// Dual path of a serving engine that keeps a dequantized copy of the weight next to the packed one (made once at
+// load time with dequantize_repacked; 2 bytes a weight): m <= crossover runs the fused kernel on w, larger m
+// plain cuBLAS on `dense` ([n, k] row-major, dtype w.act), so prefill never pays a per-call dequantization
+// (n*k*2 bytes written and read again: as much as the whole product up to m ~ 1024 on Llama shapes).
+// crossover < 0: default_dense_crossover_m. dense == nullptr or handle == nullptr: always the fused kernel.
+cudaError_t gemm_auto_cached(const void* a, const RepackedWeight& w, const void* dense, void* c, int64_t m,
+                             const GemmWorkspace& ws, cublasHandle_t handle, cudaStream_t stream,
+                             int64_t crossover_m = -1);
 
 // Why the last call on this thread returned an error (empty after a success).
 const char* gemm_error_message();

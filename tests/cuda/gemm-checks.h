@@ -216,7 +216,7 @@ inline CheckResult check_repack(Context& ctx, int64_t n, int64_t k, int bits, in
   return r;
 }
 
-enum class Path { kQuant, kQuantNoSplit, kQuantTile16, kQuantTile64, kDense, kDequant };
+enum class Path { kQuant, kQuantNoSplit, kQuantTile16, kQuantTile64, kDense, kDequant, kAutoCached };
 inline const char* path_label(Path p) {
   switch (p) {
     case Path::kQuant: return "quant";
@@ -225,6 +225,7 @@ inline const char* path_label(Path p) {
     case Path::kQuantTile64: return "quant-tile64";
     case Path::kDense: return "dense";
     case Path::kDequant: return "dequant";
+    case Path::kAutoCached: return "auto-cached";
   }
   return "?";
 }
@@ -273,7 +274,7 @@ inline CheckResult check_gemm(Context& ctx, const GemmCase& g, double* err_out =
   DeviceBuffer<uint16_t> d_a(a_bits.size());
   const size_t out_count = dequant_only ? size_t(g.n * g.k) : size_t(g.m * g.n);
   DeviceBuffer<uint16_t> d_c(out_count);
-  const bool dense = g.path == Path::kDense;
+  const bool dense = g.path == Path::kDense || g.path == Path::kAutoCached;
   DeviceBuffer<uint16_t> d_scratch(dense ? size_t(g.n * g.k) : 0);
   auto run = [&]() -> CheckResult {
     if (!d_packed.ptr || !d_scales.ptr || !d_a.ptr || !d_c.ptr || !d_scratch.ptr)
@@ -302,6 +303,13 @@ inline CheckResult check_gemm(Context& ctx, const GemmCase& g, double* err_out =
         RTNQ_CHECK_CUDA_OR_FAIL(gemm_dense(d_a.ptr, w, d_c.ptr, g.m, d_scratch.ptr, ctx.cublas, ctx.stream), label);
         break;
       case Path::kDequant: RTNQ_CHECK_CUDA_OR_FAIL(dequantize_repacked(w, d_c.ptr, ctx.stream), label); break;
+      case Path::kAutoCached:
+        // The copy a serving engine keeps: made once, then both sides of the crossover run on it.
+        RTNQ_CHECK_CUDA_OR_FAIL(dequantize_repacked(w, d_scratch.ptr, ctx.stream), label);
+        RTNQ_CHECK_CUDA_OR_FAIL(gemm_auto_cached(d_a.ptr, w, d_scratch.ptr, d_c.ptr, g.m, ctx.ws, ctx.cublas, ctx.stream,
+                                                 g.m > 100 ? 100 : 1000),
+                                label);
+        break;
     }
     RTNQ_CHECK_CUDA_OR_FAIL(cudaStreamSynchronize(ctx.stream), label);
     std::vector<uint16_t> out(out_count);
@@ -364,6 +372,8 @@ inline std::vector<GemmCase> gemm_cases() {
       cases.push_back({300, 1536, 576, bits, 128, act, Path::kDense});
       cases.push_back({1025, 576, 1536, bits, 64, act, Path::kDense});
       cases.push_back({0, 576, 1536, bits, 64, act, Path::kDequant});
+      cases.push_back({300, 1536, 576, bits, 128, act, Path::kAutoCached});  // cuBLAS side (crossover 100)
+      cases.push_back({9, 1536, 576, bits, 128, act, Path::kAutoCached});    // fused side (crossover 1000)
       cases.push_back({0, 300, 200, bits, -1, act, Path::kDequant});
     }
   }
