@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake ninja-build pkg-config git
           nlohmann-json3-dev libcli11-dev libfmt-dev libpcre2-dev libtomlplusplus-dev
-          libgtest-dev libgmock-dev libbenchmark-dev bzip2 python3 python3-pip)
+          libgtest-dev libgmock-dev libbenchmark-dev bzip2 libbz2-dev python3 python3-pip)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
