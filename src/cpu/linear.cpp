@@ -1,6 +1,7 @@
 #include "cpu/linear.h"
 
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include <fmt/format.h>
@@ -116,36 +117,15 @@ void dequantize_packed_row(const int32_t* words, const float* scales, int64_t co
 
 // Decode path (one token): dot products straight from the stored encoding, no fp32 copy of the
 // weights. Each group's integer-times-x sum is scaled once; fp32 accumulation throughout.
+// The multi-row kernels below cover the usual groups; this one covers the rest one row at a time.
 float dot_packed_row(const int32_t* words, const float* scales, const float* x, int64_t cols, int bits,
-                     int64_t group, const float* x_nibble_order) {
+                     int64_t group) {
   const int pf = pack_factor(bits);
   const int32_t offset = pack_offset(bits);
   const uint32_t mask = pack_field_mask(bits);
   const int64_t n_groups = cols / group;
   float total = 0.0f;
 #if RTNQ_CPU_AVX2
-  if (bits == 4 && x_nibble_order != nullptr && group % 32 == 0) {
-    // 16 bytes hold 32 elements: low nibbles are the even elements, high nibbles the odd ones;
-    // x_nibble_order has x permuted to match, so no per-word shifts are needed.
-    const __m128i m = _mm_set1_epi8(0x0F), off = _mm_set1_epi8(8);
-    __m256 acc = _mm256_setzero_ps();
-    const auto* bytes = reinterpret_cast<const uint8_t*>(words);
-    for (int64_t g = 0; g < n_groups; ++g) {
-      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-      for (int64_t j = g * group; j < (g + 1) * group; j += 32) {
-        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes + j / 2));
-        const __m128i lo = _mm_sub_epi8(_mm_and_si128(b, m), off);
-        const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(b, 4), m), off);
-        const float* xp = x_nibble_order + j;
-        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), _mm256_loadu_ps(xp), a0);
-        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), _mm256_loadu_ps(xp + 8), a1);
-        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), _mm256_loadu_ps(xp + 16), a0);
-        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), _mm256_loadu_ps(xp + 24), a1);
-      }
-      acc = _mm256_fmadd_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(scales[g]), acc);
-    }
-    return hsum256(acc);
-  }
   if (group % 16 == 0) {
     __m256 acc = _mm256_setzero_ps();
     if (bits == 4) {
@@ -195,18 +175,29 @@ float dot_packed_row(const int32_t* words, const float* scales, const float* x, 
 }
 
 // x in the order of INT4 nibbles within each 16-byte run: per 32 elements, the even ones of the
-// first 16, their odd ones, then the same for the second 16.
+// first 16, their odd ones, then the same for the second 16. Done once per call, so vectorised.
 void to_nibble_order(const float* x, int64_t cols, float* out) {
-  for (int64_t b = 0; b + 32 <= cols; b += 32)
-    for (int h = 0; h < 2; ++h)
-      for (int k = 0; k < 8; ++k) {
-        out[b + h * 16 + k] = x[b + h * 16 + 2 * k];
-        out[b + h * 16 + 8 + k] = x[b + h * 16 + 2 * k + 1];
-      }
+  int64_t b = 0;
+#if RTNQ_CPU_AVX2
+  for (; b + 16 <= cols; b += 16) {
+    const __m256 v0 = _mm256_loadu_ps(x + b), v1 = _mm256_loadu_ps(x + b + 8);
+    // shuffle_ps picks per 128-bit lane: [0 2 8 10 | 4 6 12 14]; the 64-bit permute restores order.
+    const __m256 ev = _mm256_shuffle_ps(v0, v1, _MM_SHUFFLE(2, 0, 2, 0));
+    const __m256 od = _mm256_shuffle_ps(v0, v1, _MM_SHUFFLE(3, 1, 3, 1));
+    _mm256_storeu_ps(out + b, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), _MM_SHUFFLE(3, 1, 2, 0))));
+    _mm256_storeu_ps(out + b + 8, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(od), _MM_SHUFFLE(3, 1, 2, 0))));
+  }
+#endif
+  for (; b + 16 <= cols; b += 16)
+    for (int k = 0; k < 8; ++k) {
+      out[b + k] = x[b + 2 * k];
+      out[b + 8 + k] = x[b + 2 * k + 1];
+    }
 }
 
-// One token against a BF16/F16 row, converting 8 values at a time in registers.
-float dot_half_row(const uint16_t* w, const float* x, int64_t cols, bool bf16) {
+// One token against a BF16/F16 row, converting 8 values at a time in registers (non-AVX2 hosts;
+// dot_half_rows below is the same arithmetic over several rows).
+[[maybe_unused]] float dot_half_row(const uint16_t* w, const float* x, int64_t cols, bool bf16) {
   int64_t i = 0;
   float tail = 0.0f;
 #if RTNQ_CPU_AVX2
@@ -223,6 +214,125 @@ float dot_half_row(const uint16_t* w, const float* x, int64_t cols, bool bf16) {
 #endif
   for (; i < cols; ++i) tail += (bf16 ? bf16_to_f32(w[i]) : f16_to_f32(w[i])) * x[i];
   return tail;
+}
+
+// ---- One-token kernels over R (1..4) rows at a time ----
+// Each activation vector loaded once feeds R rows, and the 2R accumulators are independent FMA
+// chains: one row alone is bound by the FMA latency (two chains), not by loads or conversion. Per
+// row the operations and their order are exactly the single-row kernels', so results do not depend
+// on how rows are grouped or split between threads.
+
+#if RTNQ_CPU_AVX2
+// INT4, group % 32 == 0, x already in nibble order (to_nibble_order). s: R rows of n_groups scales.
+template <int R>
+void dot_int4_rows(const uint8_t* const* rows, const float* s, int64_t n_groups, int64_t group, const float* xp,
+                   float* out) {
+  const __m128i m = _mm_set1_epi8(0x0F), off = _mm_set1_epi8(8);
+  __m256 tot[R];
+  for (int r = 0; r < R; ++r) tot[r] = _mm256_setzero_ps();
+  for (int64_t g = 0; g < n_groups; ++g) {
+    __m256 a0[R], a1[R];
+    for (int r = 0; r < R; ++r) a0[r] = a1[r] = _mm256_setzero_ps();
+    for (int64_t j = g * group; j < (g + 1) * group; j += 32) {
+      const float* xj = xp + j;
+      for (int r = 0; r < R; ++r) {
+        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[r] + j / 2));
+        const __m128i lo = _mm_sub_epi8(_mm_and_si128(b, m), off);
+        const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(b, 4), m), off);
+        a0[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), _mm256_loadu_ps(xj), a0[r]);
+        a1[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), _mm256_loadu_ps(xj + 8), a1[r]);
+        a0[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))),
+                                _mm256_loadu_ps(xj + 16), a0[r]);
+        a1[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))),
+                                _mm256_loadu_ps(xj + 24), a1[r]);
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      tot[r] = _mm256_fmadd_ps(_mm256_add_ps(a0[r], a1[r]), _mm256_set1_ps(s[r * n_groups + g]), tot[r]);
+  }
+  for (int r = 0; r < R; ++r) out[r] = hsum256(tot[r]);
+}
+
+// INT8, group % 16 == 0; the stored byte is q + 128.
+template <int R>
+void dot_int8_rows(const uint8_t* const* rows, const float* s, int64_t n_groups, int64_t group, const float* x,
+                   float* out) {
+  const __m256i off = _mm256_set1_epi32(128);
+  __m256 tot[R];
+  for (int r = 0; r < R; ++r) tot[r] = _mm256_setzero_ps();
+  for (int64_t g = 0; g < n_groups; ++g) {
+    __m256 a0[R], a1[R];
+    for (int r = 0; r < R; ++r) a0[r] = a1[r] = _mm256_setzero_ps();
+    for (int64_t j = g * group; j < (g + 1) * group; j += 16) {
+      const __m256 x0 = _mm256_loadu_ps(x + j), x1 = _mm256_loadu_ps(x + j + 8);
+      for (int r = 0; r < R; ++r) {
+        const __m256i q0 =
+            _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(rows[r] + j))), off);
+        const __m256i q1 = _mm256_sub_epi32(
+            _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(rows[r] + j + 8))), off);
+        a0[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q0), x0, a0[r]);
+        a1[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q1), x1, a1[r]);
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      tot[r] = _mm256_fmadd_ps(_mm256_add_ps(a0[r], a1[r]), _mm256_set1_ps(s[r * n_groups + g]), tot[r]);
+  }
+  for (int r = 0; r < R; ++r) out[r] = hsum256(tot[r]);
+}
+
+// BF16/F16 rows (the tied lm_head), same arithmetic as dot_half_row.
+template <int R, bool kBf16>
+void dot_half_rows(const uint16_t* const* rows, const float* x, int64_t cols, float* out) {
+  auto load = [](const uint16_t* p) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    if constexpr (kBf16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    else return _mm256_cvtph_ps(h);
+  };
+  __m256 a0[R], a1[R];
+  for (int r = 0; r < R; ++r) a0[r] = a1[r] = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= cols; i += 16) {
+    const __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+    for (int r = 0; r < R; ++r) {
+      a0[r] = _mm256_fmadd_ps(load(rows[r] + i), x0, a0[r]);
+      a1[r] = _mm256_fmadd_ps(load(rows[r] + i + 8), x1, a1[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    float t = hsum256(_mm256_add_ps(a0[r], a1[r]));
+    for (int64_t k = i; k < cols; ++k) t += (kBf16 ? bf16_to_f32(rows[r][k]) : f16_to_f32(rows[r][k])) * x[k];
+    out[r] = t;
+  }
+}
+#endif
+
+// Inside run_phases: a per-thread number of the current phase (0 outside). A phase's inputs are
+// complete and unchanging while it runs, so an input permuted once per (phase, pointer) can be
+// reused by every work item of that phase on this thread.
+thread_local uint64_t t_phase_serial = 0;
+
+// x in nibble order (to_nibble_order) in a per-thread buffer, permuted again only when needed.
+const float* nibble_ordered_input(const float* x, int64_t cols) {
+  thread_local std::vector<float> buf;
+  thread_local const float* key_x = nullptr;
+  thread_local int64_t key_cols = 0;
+  thread_local uint64_t key_serial = 0;
+  if (t_phase_serial != 0 && key_serial == t_phase_serial && key_x == x && key_cols == cols) return buf.data();
+  if (buf.size() < size_t(cols)) buf.resize(size_t(cols));
+  to_nibble_order(x, cols, buf.data());
+  key_x = x, key_cols = cols, key_serial = t_phase_serial;
+  return buf.data();
+}
+
+// Calls fn.template operator()<R>() with R = nr in 1..4 (a runtime count to a template argument).
+template <typename F>
+void with_rows(int64_t nr, F&& fn) {
+  switch (nr) {
+    case 4: fn.template operator()<4>(); break;
+    case 3: fn.template operator()<3>(); break;
+    case 2: fn.template operator()<2>(); break;
+    default: fn.template operator()<1>(); break;
+  }
 }
 
 }  // namespace
@@ -371,31 +481,65 @@ void Linear::forward_rows(const float* x, int64_t n, float* y, int64_t ldy, int6
 }
 
 void Linear::forward_rows_one(const float* x, float* y, int64_t r0, int64_t r1) const {
+  // Rows per kernel call. 4 rows share every activation load and run 8 FMA chains, and are ~20%
+  // faster (INT8) when the weights are in cache; streamed from DRAM, as in decode, 4 interleaved
+  // row streams defeat the hardware prefetcher and were slower (INT8 ~11 vs ~19 G weights/s per
+  // thread, BF16 lm_head 10 vs 17), software prefetch did not recover it reliably. See
+  // docs/perf-notes.md "## CPU decode".
+  constexpr int64_t kRows = 1;
   if (kind_ == Kind::kBF16 || kind_ == Kind::kF16) {
     const auto* w = static_cast<const uint16_t*>(data_);
-    for (int64_t r = r0; r < r1; ++r) y[r] = dot_half_row(w + r * cols_, x, cols_, kind_ == Kind::kBF16);
+    const bool bf16 = kind_ == Kind::kBF16;
+#if RTNQ_CPU_AVX2
+    for (int64_t r = r0; r < r1; r += kRows) {
+      const int64_t nr = std::min(kRows, r1 - r);
+      const uint16_t* rows[4];
+      for (int64_t i = 0; i < nr; ++i) rows[i] = w + (r + i) * cols_;
+      with_rows(nr, [&]<int R>() {
+        if (bf16) dot_half_rows<R, true>(rows, x, cols_, y + r);
+        else dot_half_rows<R, false>(rows, x, cols_, y + r);
+      });
+    }
+#else
+    for (int64_t r = r0; r < r1; ++r) y[r] = dot_half_row(w + r * cols_, x, cols_, bf16);
+#endif
     return;
   }
   const int b = bits();
   const int64_t n_groups = cols_ / group_, words_per_row = packed_row_words(cols_, b);
+  // Scales of up to kRows rows, which are contiguous in the scale tensor: one conversion per block.
   float sbuf[4096];
   std::vector<float> big;
   float* s = sbuf;
-  if (n_groups > 4096) {
-    big.resize(size_t(n_groups));
+  if (n_groups * kRows > 4096) {
+    big.resize(size_t(n_groups * kRows));
     s = big.data();
   }
-  const float* xp = nullptr;
-  thread_local std::vector<float> xperm;
-  if (b == 4 && group_ % 32 == 0) {
-    xperm.resize(size_t(cols_));
-    to_nibble_order(x, cols_, xperm.data());
-    xp = xperm.data();
-  }
   const auto* scale_bytes = static_cast<const uint8_t*>(scales_);
+  const auto* packed = static_cast<const int32_t*>(data_);
+#if RTNQ_CPU_AVX2
+  const bool int4_fast = b == 4 && group_ % 32 == 0;
+  const bool int8_fast = b == 8 && group_ % 16 == 0;
+  if (int4_fast || int8_fast) {
+    const float* xp = x;
+    if (int4_fast) xp = nibble_ordered_input(x, cols_);
+    for (int64_t r = r0; r < r1; r += kRows) {
+      const int64_t nr = std::min(kRows, r1 - r);
+      convert_to_f32(scale_bytes + size_t(r * n_groups) * dtype_size(scale_dtype_), scale_dtype_, s,
+                     size_t(nr * n_groups));
+      const uint8_t* rows[4];
+      for (int64_t i = 0; i < nr; ++i) rows[i] = reinterpret_cast<const uint8_t*>(packed + (r + i) * words_per_row);
+      with_rows(nr, [&]<int R>() {
+        if (int4_fast) dot_int4_rows<R>(rows, s, n_groups, group_, xp, y + r);
+        else dot_int8_rows<R>(rows, s, n_groups, group_, xp, y + r);
+      });
+    }
+    return;
+  }
+#endif
   for (int64_t r = r0; r < r1; ++r) {
     convert_to_f32(scale_bytes + size_t(r * n_groups) * dtype_size(scale_dtype_), scale_dtype_, s, size_t(n_groups));
-    y[r] = dot_packed_row(static_cast<const int32_t*>(data_) + r * words_per_row, s, x, cols_, b, group_, xp);
+    y[r] = dot_packed_row(packed + r * words_per_row, s, x, cols_, b, group_);
   }
 }
 
@@ -425,6 +569,73 @@ void run_linears(std::span<const LinearJob> jobs, int64_t n, ThreadPool* pool) {
   } else {
     pool->parallel_for(total, 4, body);
   }
+}
+
+int64_t count_row_items(std::span<const LinearJob> jobs, int64_t rows_per_item) {
+  int64_t total = 0;
+  for (const LinearJob& j : jobs) total += (j.linear->rows() + rows_per_item - 1) / rows_per_item;
+  return total;
+}
+
+void run_row_item(std::span<const LinearJob> jobs, int64_t rows_per_item, int64_t item) {
+  for (const LinearJob& j : jobs) {
+    const Linear& l = *j.linear;
+    const int64_t items = (l.rows() + rows_per_item - 1) / rows_per_item;
+    if (item < items) {
+      const int64_t r0 = item * rows_per_item;
+      l.forward_rows(j.x, 1, j.y, l.rows(), r0, std::min(l.rows(), r0 + rows_per_item));
+      return;
+    }
+    item -= items;
+  }
+  RTNQ_CHECK(false, "row item {} past the end of the job list", item);
+}
+
+namespace {
+// One cache line per counter pair: the threads hammer `next` and `done` of the current phase.
+// `done` is 32-bit so that waiting on it is a plain futex.
+struct alignas(64) PhaseCounters {
+  std::atomic<int64_t> next{0};
+  std::atomic<int32_t> done{0};
+};
+}  // namespace
+
+void run_phases(std::span<const int64_t> items_per_phase, const std::function<void(size_t, int64_t)>& fn,
+                ThreadPool* pool) {
+  const size_t n_phases = items_per_phase.size();
+  for (int64_t items : items_per_phase) RTNQ_CHECK(0 <= items && items < (int64_t{1} << 31), "{} items in a phase", items);
+  std::vector<PhaseCounters> counters(n_phases);
+  auto participate = [&](int64_t, int64_t) {
+    for (size_t p = 0; p < n_phases; ++p) {
+      // Never repeats on a thread, never 0 (0 means "not inside run_phases").
+      thread_local uint64_t phases_seen = 0;
+      t_phase_serial = ++phases_seen;
+      const int64_t items = items_per_phase[p];
+      PhaseCounters& c = counters[p];
+      for (int64_t i = c.next.fetch_add(1, std::memory_order_relaxed); i < items;
+           i = c.next.fetch_add(1, std::memory_order_relaxed)) {
+        fn(p, i);
+        if (c.done.fetch_add(1, std::memory_order_acq_rel) + 1 == items) c.done.notify_all();
+      }
+      // Another thread still runs an item of this phase. Spin a little (on a quiet machine the
+      // wait is a few microseconds), then sleep on the counter: on shared cores a spinning thread
+      // takes the time slice its descheduled peer needs to finish the item.
+      for (int spins = 0;; ++spins) {
+        const int32_t d = c.done.load(std::memory_order_acquire);
+        if (d >= items) break;
+#if RTNQ_CPU_AVX2
+        if (spins < 1000) {
+          _mm_pause();
+          continue;
+        }
+#endif
+        c.done.wait(d, std::memory_order_acquire);
+      }
+    }
+    t_phase_serial = 0;
+  };
+  if (pool == nullptr || pool->size() == 1) participate(0, 1);
+  else pool->parallel_for(pool->size(), 1, participate);
 }
 
 }  // namespace rtnq::cpu

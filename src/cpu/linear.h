@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -66,5 +67,18 @@ struct LinearJob {
   float* y;        // [n, linear->rows()]
 };
 void run_linears(std::span<const LinearJob> jobs, int64_t n, ThreadPool* pool);
+
+// One-token decode as work items: item i of a job list is `rows_per_item` rows of one linear
+// (items never straddle two linears). For run_phases.
+int64_t count_row_items(std::span<const LinearJob> jobs, int64_t rows_per_item);
+void run_row_item(std::span<const LinearJob> jobs, int64_t rows_per_item, int64_t item);
+
+// Runs phases in order inside ONE parallel region of `pool` (may be null): every item of phase p
+// (fn(p, item), on any thread, in any order) finishes before any item of phase p + 1 starts.
+// Between phases threads spin briefly and then wait on a futex, so a decode step pays for one pool
+// wake-up instead of one per linear. Whoever is inside the region pulls items, so it completes even if
+// one thread ends up running every chunk the pool hands out.
+void run_phases(std::span<const int64_t> items_per_phase, const std::function<void(size_t, int64_t)>& fn,
+                ThreadPool* pool);
 
 }  // namespace rtnq::cpu

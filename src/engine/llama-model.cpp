@@ -1,6 +1,7 @@
 #include "engine/llama-model.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <map>
 
@@ -147,6 +148,84 @@ Status LlamaModel::forward(std::span<const int32_t> tokens, KvCache& cache, floa
   auto buf = [n](int64_t w) { return std::vector<float>(static_cast<size_t>(n * w)); };
   std::vector<float> x = buf(d), xb = buf(d), tmp = buf(d), q = buf(q_dim), k = buf(kv_dim), v = buf(kv_dim),
                      att = buf(q_dim), g = buf(ff), u = buf(ff);
+
+  if (n == 1) {
+    // One token (decode): the whole step runs in ONE pool region as a sequence of phases
+    // (cpu::run_phases) instead of five wake-ups per layer. Every op and its arithmetic are the
+    // ones of the general path below; only the scheduling differs.
+    constexpr int64_t kSteps = 9;         // phases per layer, see `step` below
+    constexpr int64_t kRows = 32;         // rows per work item of a layer's linears
+    constexpr int64_t kHeadRows = 256;    // rows per work item of lm_head
+    const int64_t pos = start;
+    auto qkv_of = [&](const Layer& Ly) {
+      return std::array<cpu::LinearJob, 3>{{{&Ly.q, xb.data(), q.data()}, {&Ly.k, xb.data(), k.data()},
+                                            {&Ly.v, xb.data(), v.data()}}};
+    };
+    auto gu_of = [&](const Layer& Ly) {
+      return std::array<cpu::LinearJob, 2>{{{&Ly.gate, xb.data(), g.data()}, {&Ly.up, xb.data(), u.data()}}};
+    };
+    auto o_of = [&](const Layer& Ly) { return std::array<cpu::LinearJob, 1>{{{&Ly.o, att.data(), tmp.data()}}}; };
+    auto down_of = [&](const Layer& Ly) { return std::array<cpu::LinearJob, 1>{{{&Ly.down, g.data(), tmp.data()}}}; };
+    const std::array<cpu::LinearJob, 1> head{{{&lm_head_, xb.data(), logits}}};
+    std::vector<int64_t> items{1};
+    for (const Layer& Ly : layers_) {
+      items.insert(items.end(), {cpu::count_row_items(qkv_of(Ly), kRows), 1, nh, cpu::count_row_items(o_of(Ly), kRows),
+                                 1, cpu::count_row_items(gu_of(Ly), kRows), 1,
+                                 cpu::count_row_items(down_of(Ly), kRows), 1});
+    }
+    items.push_back(cpu::count_row_items(head, kHeadRows));
+    const size_t last = items.size() - 1;
+    cpu::run_phases(items, [&](size_t p, int64_t item) {
+      if (p == 0) {
+        cpu::embedding_lookup(embed_.data, embed_.info.dtype, d, tokens[0], x.data());
+        cpu::rmsnorm(x.data(), layers_[0].attn_norm.data(), xb.data(), d, eps);
+        return;
+      }
+      if (p == last) {
+        cpu::run_row_item(head, kHeadRows, item);
+        return;
+      }
+      const int64_t li = int64_t(p - 1) / kSteps, step = int64_t(p - 1) % kSteps;
+      const Layer& L = layers_[size_t(li)];
+      switch (step) {
+        case 0: cpu::run_row_item(qkv_of(L), kRows, item); break;
+        case 1:
+          if (!L.q_bias.empty()) cpu::add_bias(q.data(), L.q_bias.data(), q_dim);
+          if (!L.k_bias.empty()) cpu::add_bias(k.data(), L.k_bias.data(), kv_dim);
+          if (!L.v_bias.empty()) cpu::add_bias(v.data(), L.v_bias.data(), kv_dim);
+          cpu::rope_apply(q.data(), nh, hd, pos, inv_freq_.data(), s.rope_layout);
+          cpu::rope_apply(k.data(), nkv, hd, pos, inv_freq_.data(), s.rope_layout);
+          std::memcpy(cache.k(li, pos), k.data(), size_t(kv_dim) * sizeof(float));
+          std::memcpy(cache.v(li, pos), v.data(), size_t(kv_dim) * sizeof(float));
+          break;
+        case 2: {
+          thread_local std::vector<float> scores;
+          int64_t first = 0;
+          if (s.sliding_window && *s.sliding_window > 0) first = std::max<int64_t>(0, pos + 1 - *s.sliding_window);
+          const int64_t n_ctx = pos + 1 - first, stride = cache.row_stride();
+          if (scores.size() < size_t(n_ctx)) scores.resize(size_t(n_ctx));
+          cpu::attention_head(q.data(), cache.k(li, 0) + first * stride, cache.v(li, 0) + first * stride, stride, n_ctx,
+                              item, nh, nkv, hd, att.data(), scores.data());
+          break;
+        }
+        case 3: cpu::run_row_item(o_of(L), kRows, item); break;
+        case 4:
+          cpu::add_inplace(x.data(), tmp.data(), d);
+          cpu::rmsnorm(x.data(), L.ffn_norm.data(), xb.data(), d, eps);
+          break;
+        case 5: cpu::run_row_item(gu_of(L), kRows, item); break;
+        case 6: cpu::swiglu(g.data(), u.data(), g.data(), ff); break;
+        case 7: cpu::run_row_item(down_of(L), kRows, item); break;
+        case 8:
+          cpu::add_inplace(x.data(), tmp.data(), d);
+          cpu::rmsnorm(x.data(), li + 1 < s.num_layers ? layers_[size_t(li + 1)].attn_norm.data() : final_norm_.data(),
+                       xb.data(), d, eps);
+          break;
+      }
+    }, &pool_);
+    cache.set_size(start + 1);
+    return Status::ok();
+  }
 
   for (int64_t t = 0; t < n; ++t) cpu::embedding_lookup(embed_.data, embed_.info.dtype, d, tokens[size_t(t)], &x[size_t(t * d)]);
 

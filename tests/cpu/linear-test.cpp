@@ -2,9 +2,11 @@
 // weight values, on fresh random inputs, odd shapes and several token counts.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "core/thread-pool.h"
@@ -146,6 +148,133 @@ TEST(CpuLinear, PackedInt4Int8MatchDouble) {
           expect_matmul_close(x, exact, y, n, rows, cols);
         }
       }
+    }
+  }
+}
+
+// A packed linear with random q and scales (BF16), and the exact fp32 weights it stands for.
+struct RandomPacked {
+  Linear lin;
+  std::vector<float> exact;
+};
+RandomPacked random_packed(std::mt19937& gen, int bits, int64_t rows, int64_t cols, int64_t group) {
+  std::uniform_int_distribution<int> qd(q_min(bits), q_max(bits));
+  std::normal_distribution<float> nd;
+  std::vector<int> q(static_cast<size_t>(rows * cols));
+  for (auto& v : q) v = qd(gen);
+  const int64_t ng = cols / group;
+  auto sbuf = std::make_shared<std::vector<uint16_t>>(static_cast<size_t>(rows * ng));
+  for (auto& v : *sbuf) v = f32_to_bf16(std::abs(nd(gen)) * 0.01f + 1e-4f);
+  RandomPacked out;
+  out.exact.resize(q.size());
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t k = 0; k < cols; ++k)
+      out.exact[size_t(r * cols + k)] = float(q[size_t(r * cols + k)]) * bf16_to_f32((*sbuf)[size_t(r * ng + k / group)]);
+  auto pbuf = std::make_shared<std::vector<int32_t>>(pack_ref(q, rows, cols, bits));
+  auto lin = Linear::packed(view_of(pbuf, DType::kI32, {rows, cols * bits / 32}, "r.weight_packed"),
+                            view_of(sbuf, DType::kBF16, {rows, ng}, "r.weight_scale"), rows, cols);
+  EXPECT_TRUE(lin) << lin.status().to_string();
+  out.lin = std::move(*lin);
+  return out;
+}
+
+TEST(CpuLinear, OneTokenRowBlocksAreSplitInvariant) {
+  // The one-token kernels run 1-4 rows at a time; a row's result must not depend on which block
+  // (or thread) it landed in, so every split of the rows gives bit-identical outputs.
+  Case c;
+  SCOPED_TRACE("seed " + std::to_string(c.seed));
+  std::normal_distribution<float> nd;
+  for (int bits : {4, 8, 16}) {
+    for (auto [rows, cols, group] : {std::tuple<int64_t, int64_t, int64_t>{1, 64, 32}, {2, 128, 64}, {3, 96, 32},
+                                     {6, 576, 64}, {7, 256, 128}, {43, 576, 64}, {11, 1536, 1536}, {10, 48, 16}}) {
+      if (bits == 4 && group % 8 != 0) continue;
+      Linear lin;
+      std::vector<float> exact;
+      if (bits == 16) {
+        auto buf = std::make_shared<std::vector<uint16_t>>(static_cast<size_t>(rows * cols));
+        exact.resize(buf->size());
+        for (size_t i = 0; i < buf->size(); ++i) {
+          (*buf)[i] = f32_to_bf16(nd(c.gen));
+          exact[i] = bf16_to_f32((*buf)[i]);
+        }
+        auto l = Linear::dense(view_of(buf, DType::kBF16, {rows, cols}, "h.weight"));
+        ASSERT_TRUE(l) << l.status().to_string();
+        lin = std::move(*l);
+      } else {
+        auto rp = random_packed(c.gen, bits, rows, cols, group);
+        lin = std::move(rp.lin);
+        exact = std::move(rp.exact);
+      }
+      std::vector<float> x(static_cast<size_t>(cols)), whole(size_t(rows), NAN);
+      for (auto& v : x) v = nd(c.gen);
+      lin.forward_rows(x.data(), 1, whole.data(), rows, 0, rows);
+      expect_matmul_close(x, exact, whole, 1, rows, cols);
+      for (int rep = 0; rep < 4; ++rep) {
+        std::vector<float> split(size_t(rows), NAN);
+        std::uniform_int_distribution<int64_t> step(1, 5);
+        for (int64_t r0 = 0; r0 < rows;) {
+          const int64_t r1 = std::min(rows, r0 + step(c.gen));
+          lin.forward_rows(x.data(), 1, split.data(), rows, r0, r1);
+          r0 = r1;
+        }
+        ASSERT_EQ(split, whole) << "bits " << bits << " rows " << rows << " cols " << cols;
+      }
+    }
+  }
+}
+
+TEST(CpuLinear, RowItemsMatchRunLinears) {
+  Case c;
+  SCOPED_TRACE("seed " + std::to_string(c.seed));
+  std::normal_distribution<float> nd;
+  auto a = random_packed(c.gen, 4, 70, 128, 32);
+  auto b = random_packed(c.gen, 8, 33, 128, 64);
+  std::vector<float> x(128), ya(70, NAN), yb(33, NAN), za(70, NAN), zb(33, NAN);
+  for (auto& v : x) v = nd(c.gen);
+  const LinearJob want[] = {{&a.lin, x.data(), ya.data()}, {&b.lin, x.data(), yb.data()}};
+  run_linears(want, 1, nullptr);
+  const LinearJob got[] = {{&a.lin, x.data(), za.data()}, {&b.lin, x.data(), zb.data()}};
+  const int64_t items = count_row_items(got, 16);
+  EXPECT_EQ(items, 5 + 3);
+  for (int64_t i = items - 1; i >= 0; --i) run_row_item(got, 16, i);
+  EXPECT_EQ(za, ya);
+  EXPECT_EQ(zb, yb);
+}
+
+TEST(CpuLinear, RunPhasesOrdersPhases) {
+  // Phase p item i reads every item of phase p - 1, so a phase started early would see NaNs.
+  Case c;
+  SCOPED_TRACE("seed " + std::to_string(c.seed));
+  std::uniform_int_distribution<int64_t> nd(0, 40);
+  for (int threads : {0, 1, 2, 3}) {
+    std::vector<int64_t> items(60);
+    for (auto& v : items) v = nd(c.gen);
+    items[0] = std::max<int64_t>(items[0], 1);
+    std::vector<std::vector<double>> val(items.size());
+    for (size_t p = 0; p < items.size(); ++p) val[p].assign(size_t(items[p]), NAN);
+    auto fn = [&](size_t p, int64_t i) {
+      double prev = 1.0;
+      for (size_t q = p; q-- > 0;)
+        if (!val[q].empty()) {
+          prev = 0;
+          for (double v : val[q]) prev += v;
+          break;
+        }
+      val[p][size_t(i)] = prev * 0.5 + double(i);
+    };
+    std::unique_ptr<ThreadPool> pool = threads > 0 ? std::make_unique<ThreadPool>(threads) : nullptr;
+    run_phases(items, fn, pool.get());
+    // The same recurrence, sequentially.
+    double prev = 1.0;
+    for (size_t p = 0; p < items.size(); ++p) {
+      if (items[p] == 0) continue;
+      double sum = 0;
+      for (int64_t i = 0; i < items[p]; ++i) {
+        const double want = prev * 0.5 + double(i);
+        ASSERT_EQ(val[p][size_t(i)], want) << "threads " << threads << " phase " << p << " item " << i;
+        sum += want;
+      }
+      prev = sum;
     }
   }
 }
