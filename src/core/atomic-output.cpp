@@ -29,7 +29,12 @@ Expected<AtomicDir> AtomicDir::create(const fs::path& final_path, bool force) {
   d.force_ = force;
   fs::path parent = final_path.parent_path();
   if (parent.empty()) parent = ".";
-  if (!fs::is_directory(parent, ec)) return not_found(parent.string() + ": output's parent folder does not exist");
+  // Create missing parents, as `mkdir -p` would: "out/model" in a fresh checkout should just work.
+  if (!fs::is_directory(parent, ec)) {
+    fs::create_directories(parent, ec);
+    if (ec || !fs::is_directory(parent))
+      return io_error(parent.string() + ": cannot create the output's parent folder: " + ec.message());
+  }
   d.tmp_ = parent / (final_path.filename().string() + ".rtnq-tmp-" + std::to_string(::getpid()));
   fs::remove_all(d.tmp_, ec);
   if (!fs::create_directory(d.tmp_, ec)) return io_error(d.tmp_.string() + ": cannot create: " + ec.message());

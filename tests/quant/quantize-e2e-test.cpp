@@ -112,7 +112,7 @@ TEST(QuantizeE2E, Stories260KWritesAndReadsBack) {
   plan.layers[1].fill({Precision::kKeep, 128});  // one layer kept whole: exercises the ignore list
   TempDir tmp;
   QuantizeOptions opts;
-  opts.output = tmp.path / "out";
+  opts.output = tmp.path / "new" / "parents" / "out";  // missing parents are created
   opts.progress = false;
   opts.threads = 2;
   opts.max_shard_bytes = 200'000;  // force several shards + index on this 1 MB model
@@ -121,7 +121,7 @@ TEST(QuantizeE2E, Stories260KWritesAndReadsBack) {
   EXPECT_GT(rep->shards, 1);
   EXPECT_TRUE(fs::exists(opts.output / "model.safetensors.index.json"));
   EXPECT_TRUE(fs::exists(opts.output / "tokenizer.json"));
-  EXPECT_FALSE(fs::exists(tmp.path / ("out.rtnq-tmp-" + std::to_string(::getpid()))));
+  EXPECT_FALSE(fs::exists(opts.output.parent_path() / ("out.rtnq-tmp-" + std::to_string(::getpid()))));
   for (const auto& m : rep->modules)
     if (m.spec.precision != Precision::kKeep) {
       EXPECT_GT(m.rel_rms_error, 0.0) << m.module;
