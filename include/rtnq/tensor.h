@@ -48,5 +48,9 @@ TensorView make_owned_f32(std::string name, Shape shape, float** out_ptr);
 void release_file_pages(const TensorView& v);
 // Any float view as contiguous fp32 (zero-copy when already F32).
 TensorView to_f32(const TensorView& v);
+// A view of `info` (F32/F16/BF16) owning info.numel() values converted from `src` (round to nearest even).
+TensorView make_owned_from_f32(TensorInfo info, const float* src);
+// Any float view in `dtype` (zero-copy when it already is).
+TensorView to_dtype(const TensorView& v, DType dtype);
 
 }  // namespace rtnq

@@ -38,4 +38,24 @@ TensorView to_f32(const TensorView& v) {
   return out;
 }
 
+TensorView make_owned_from_f32(TensorInfo info, const float* src) {
+  const size_t n = size_t(info.numel());
+  auto buf = std::shared_ptr<uint8_t[]>(new uint8_t[n * dtype_size(info.dtype)]);
+  convert_from_f32(src, info.dtype, buf.get(), n);
+  TensorView v;
+  v.info = std::move(info);
+  v.data = buf.get();
+  v.keepalive = std::shared_ptr<const void>(buf, buf.get());
+  return v;
+}
+
+TensorView to_dtype(const TensorView& v, DType dtype) {
+  if (v.info.dtype == dtype) return v;
+  TensorView f32 = to_f32(v);
+  if (dtype == DType::kF32) return f32;
+  TensorInfo info = v.info;
+  info.dtype = dtype;
+  return make_owned_from_f32(std::move(info), f32.as<float>());
+}
+
 }  // namespace rtnq

@@ -143,13 +143,7 @@ class GgufWeightSource final : public WeightSource {
     unpermute(tmp.data(), permuted.data());
     tmp.swap(permuted);
     // F16 / BF16 q or k: back to the stored dtype, exactly (the values came from that dtype).
-    auto buf = std::shared_ptr<uint8_t[]>(new uint8_t[s.info.nbytes()]);
-    convert_from_f32(tmp.data(), s.info.dtype, buf.get(), size_t(n));
-    TensorView v;
-    v.info = s.info;
-    v.data = buf.get();
-    v.keepalive = std::shared_ptr<const void>(buf, buf.get());
-    return v;
+    return make_owned_from_f32(s.info, tmp.data());
   }
 
   std::string stored_type(const std::string& name) const override {

@@ -52,21 +52,6 @@ std::map<std::string, ModuleRef> quantized_modules(const PlanTable& plan) {
   return out;
 }
 
-// View `v` in `dtype` (a float type): zero-copy when it already is.
-TensorView as_dtype(const TensorView& v, DType dtype) {
-  if (v.info.dtype == dtype) return v;
-  TensorView f32 = to_f32(v);
-  if (dtype == DType::kF32) return f32;
-  auto buf = std::shared_ptr<uint8_t[]>(new uint8_t[size_t(v.numel()) * dtype_size(dtype)]);
-  convert_from_f32(f32.as<float>(), dtype, buf.get(), size_t(v.numel()));
-  TensorView out;
-  out.info = v.info;
-  out.info.dtype = dtype;
-  out.data = buf.get();
-  out.keepalive = std::shared_ptr<const void>(buf, buf.get());
-  return out;
-}
-
 std::string shard_name(int i, int n) {
   if (n == 1) return "model.safetensors";
   return fmt::format("model-{:05d}-of-{:05d}.safetensors", i + 1, n);
@@ -213,7 +198,7 @@ Expected<QuantizeReport> quantize_model(const LoadedModel& model, const PlanTabl
       const TensorInfo* src_info = model.weights->find(o.source);
       if (o.kind == OutputTensor::Kind::kCopy) {
         RTNQ_ASSIGN_OR_RETURN(TensorView v, model.weights->get(o.source));
-        TensorView outv = is_float(o.info.dtype) ? as_dtype(v, o.info.dtype) : v;
+        TensorView outv = is_float(o.info.dtype) ? to_dtype(v, o.info.dtype) : v;
         RTNQ_RETURN_IF_ERROR(w.write_tensor(o.info.name, outv.data, outv.nbytes()).with_context(fname));
         release_file_pages(v);
         progress.advance(1, source_bytes(model, *src_info), o.source);
@@ -223,7 +208,7 @@ Expected<QuantizeReport> quantize_model(const LoadedModel& model, const PlanTabl
         RTNQ_ASSIGN_OR_RETURN(TensorView v, model.weights->get(o.source));
         // Quantize the weight as the output's model dtype holds it (GGUF/llama2.c: converted first),
         // so the result equals quantizing the equivalent Hugging Face checkpoint.
-        TensorView in = as_dtype(v, outputs[i + 1].info.dtype);
+        TensorView in = to_dtype(v, outputs[i + 1].info.dtype);
         auto qt = rtn_quantize(in, precision_bits(o.spec.precision), o.spec.group_size, outputs[i + 1].info.dtype, &pool);
         if (!qt) return qt.status();
         q = std::move(qt.value());
