@@ -8,6 +8,8 @@
 
 #include "core/check.h"
 #include "core/thread-pool.h"
+#include "cpu/isa.h"
+#include "cpu/kernels-avx512.h"
 #include "cpu/simd.h"
 #include "quant/pack-layout.h"
 
@@ -311,17 +313,27 @@ void dot_half_rows(const uint16_t* const* rows, const float* x, int64_t cols, fl
 // reused by every work item of that phase on this thread.
 thread_local uint64_t t_phase_serial = 0;
 
-// x in nibble order (to_nibble_order) in a per-thread buffer, permuted again only when needed.
-const float* nibble_ordered_input(const float* x, int64_t cols) {
-  thread_local std::vector<float> buf;
-  thread_local const float* key_x = nullptr;
-  thread_local int64_t key_cols = 0;
-  thread_local uint64_t key_serial = 0;
-  if (t_phase_serial != 0 && key_serial == t_phase_serial && key_x == x && key_cols == cols) return buf.data();
-  if (buf.size() < size_t(cols)) buf.resize(size_t(cols));
-  to_nibble_order(x, cols, buf.data());
-  key_x = x, key_cols = cols, key_serial = t_phase_serial;
-  return buf.data();
+// How a one-token kernel wants x laid out (see to_nibble_order and avx512::permute_even_odd).
+enum class InputOrder : uint8_t { kNibble16, kEvenOdd32 };
+
+// x permuted for a kernel in a per-thread buffer (one per order), permuted again only when needed.
+const float* ordered_input(const float* x, int64_t cols, InputOrder order) {
+  struct Cached {
+    std::vector<float> buf;
+    float* data = nullptr;  // 64-byte aligned inside buf: a 512-bit load that splits a cache line costs two
+    const float* x = nullptr;
+    int64_t cols = 0;
+    uint64_t serial = 0;
+  };
+  thread_local Cached cache[2];
+  Cached& c = cache[size_t(order)];
+  if (t_phase_serial != 0 && c.serial == t_phase_serial && c.x == x && c.cols == cols) return c.data;
+  if (c.buf.size() < size_t(cols + 16)) c.buf.resize(size_t(cols + 16));
+  c.data = c.buf.data() + (16 - (reinterpret_cast<uintptr_t>(c.buf.data()) / sizeof(float)) % 16) % 16;
+  if (order == InputOrder::kNibble16) to_nibble_order(x, cols, c.data);
+  else avx512::permute_even_odd(x, cols, c.data);
+  c.x = x, c.cols = cols, c.serial = t_phase_serial;
+  return c.data;
 }
 
 // Calls fn.template operator()<R>() with R = nr in 1..4 (a runtime count to a template argument).
@@ -487,6 +499,7 @@ void Linear::forward_rows_one(const float* x, float* y, int64_t r0, int64_t r1) 
   // thread, BF16 lm_head 10 vs 17), software prefetch did not recover it reliably. See
   // docs/perf-notes.md "## CPU decode".
   constexpr int64_t kRows = 1;
+  if (active_isa() == Isa::kAvx512 && forward_rows_one_avx512(x, y, r0, r1)) return;
   if (kind_ == Kind::kBF16 || kind_ == Kind::kF16) {
     const auto* w = static_cast<const uint16_t*>(data_);
     const bool bf16 = kind_ == Kind::kBF16;
@@ -522,7 +535,7 @@ void Linear::forward_rows_one(const float* x, float* y, int64_t r0, int64_t r1) 
   const bool int8_fast = b == 8 && group_ % 16 == 0;
   if (int4_fast || int8_fast) {
     const float* xp = x;
-    if (int4_fast) xp = nibble_ordered_input(x, cols_);
+    if (int4_fast) xp = ordered_input(x, cols_, InputOrder::kNibble16);
     for (int64_t r = r0; r < r1; r += kRows) {
       const int64_t nr = std::min(kRows, r1 - r);
       convert_to_f32(scale_bytes + size_t(r * n_groups) * dtype_size(scale_dtype_), scale_dtype_, s,
@@ -540,6 +553,30 @@ void Linear::forward_rows_one(const float* x, float* y, int64_t r0, int64_t r1) 
   for (int64_t r = r0; r < r1; ++r) {
     convert_to_f32(scale_bytes + size_t(r * n_groups) * dtype_size(scale_dtype_), scale_dtype_, s, size_t(n_groups));
     y[r] = dot_packed_row(packed + r * words_per_row, s, x, cols_, b, group_);
+  }
+}
+
+bool Linear::forward_rows_one_avx512(const float* x, float* y, int64_t r0, int64_t r1) const {
+  const int64_t n_groups = cols_ / group_;
+  switch (kind_) {
+    case Kind::kBF16:
+      // Only where every row starts on a cache line: split 512-bit loads made this kernel about 2x
+      // slower than the AVX2 one (docs/perf-notes.md "## CPU decode").
+      if (reinterpret_cast<uintptr_t>(data_) % 64 != 0 || (cols_ * 2) % 64 != 0) return false;
+      avx512::bf16_rows(static_cast<const uint16_t*>(data_), cols_, ordered_input(x, cols_, InputOrder::kEvenOdd32), y,
+                        r0, r1);
+      return true;
+    case Kind::kInt4:
+      if (group_ % 32 != 0) return false;
+      avx512::int4_rows(static_cast<const uint8_t*>(data_), packed_row_words(cols_, 4) * 4, scales_, scale_dtype_,
+                        n_groups, group_, ordered_input(x, cols_, InputOrder::kEvenOdd32), y, r0, r1);
+      return true;
+    case Kind::kInt8:
+      if (group_ % 16 != 0) return false;
+      avx512::int8_rows(static_cast<const uint8_t*>(data_), packed_row_words(cols_, 8) * 4, scales_, scale_dtype_,
+                        n_groups, group_, x, y, r0, r1);
+      return true;
+    default: return false;
   }
 }
 
@@ -592,50 +629,104 @@ void run_row_item(std::span<const LinearJob> jobs, int64_t rows_per_item, int64_
 }
 
 namespace {
-// One cache line per counter pair: the threads hammer `next` and `done` of the current phase.
-// `done` is 32-bit so that waiting on it is a plain futex.
-struct alignas(64) PhaseCounters {
-  std::atomic<int64_t> next{0};
-  std::atomic<int32_t> done{0};
+
+// Work of one phase for one participant ("slot"): items [begin, end), packed into one word so that
+// the owner (taking from the front) and a thief (taking the back half) agree with one CAS.
+struct alignas(64) SlotRange {
+  std::atomic<uint64_t> range{0};
 };
+struct alignas(64) PhaseDone {
+  std::atomic<int32_t> done{0};  // 32-bit so that waiting on it is a plain futex
+};
+
+constexpr uint64_t pack_range(uint32_t begin, uint32_t end) { return uint64_t(end) << 32 | begin; }
+constexpr uint32_t range_begin(uint64_t r) { return uint32_t(r); }
+constexpr uint32_t range_end(uint64_t r) { return uint32_t(r >> 32); }
+
+// The next item for `slot`: the front of its own range, else the back half of the fullest other
+// range (which becomes its own range, so it keeps walking forward from there).
+bool take_item(SlotRange* ranges, int n_slots, int slot, int64_t& item) {
+  std::atomic<uint64_t>& own = ranges[slot].range;
+  for (uint64_t v = own.load(std::memory_order_acquire); range_begin(v) < range_end(v);) {
+    if (own.compare_exchange_weak(v, pack_range(range_begin(v) + 1, range_end(v)), std::memory_order_acq_rel)) {
+      item = range_begin(v);
+      return true;
+    }
+  }
+  for (;;) {
+    int victim = -1;
+    uint32_t most = 0;
+    uint64_t seen = 0;
+    for (int t = 0; t < n_slots; ++t) {
+      if (t == slot) continue;
+      const uint64_t v = ranges[t].range.load(std::memory_order_acquire);
+      if (range_end(v) > range_begin(v) && range_end(v) - range_begin(v) > most) {
+        most = range_end(v) - range_begin(v);
+        victim = t;
+        seen = v;
+      }
+    }
+    if (victim < 0) return false;
+    const uint32_t b = range_begin(seen), e = range_end(seen), mid = b + (e - b) / 2;
+    if (ranges[victim].range.compare_exchange_strong(seen, pack_range(b, mid), std::memory_order_acq_rel)) {
+      own.store(pack_range(mid + 1, e), std::memory_order_release);
+      item = mid;
+      return true;
+    }
+  }
+}
+
 }  // namespace
 
 void run_phases(std::span<const int64_t> items_per_phase, const std::function<void(size_t, int64_t)>& fn,
                 ThreadPool* pool) {
   const size_t n_phases = items_per_phase.size();
   for (int64_t items : items_per_phase) RTNQ_CHECK(0 <= items && items < (int64_t{1} << 31), "{} items in a phase", items);
-  std::vector<PhaseCounters> counters(n_phases);
-  auto participate = [&](int64_t, int64_t) {
-    for (size_t p = 0; p < n_phases; ++p) {
-      // Never repeats on a thread, never 0 (0 means "not inside run_phases").
-      thread_local uint64_t phases_seen = 0;
-      t_phase_serial = ++phases_seen;
-      const int64_t items = items_per_phase[p];
-      PhaseCounters& c = counters[p];
-      for (int64_t i = c.next.fetch_add(1, std::memory_order_relaxed); i < items;
-           i = c.next.fetch_add(1, std::memory_order_relaxed)) {
-        fn(p, i);
-        if (c.done.fetch_add(1, std::memory_order_acq_rel) + 1 == items) c.done.notify_all();
-      }
-      // Another thread still runs an item of this phase. Spin a little (on a quiet machine the
-      // wait is a few microseconds), then sleep on the counter: on shared cores a spinning thread
-      // takes the time slice its descheduled peer needs to finish the item.
-      for (int spins = 0;; ++spins) {
-        const int32_t d = c.done.load(std::memory_order_acquire);
-        if (d >= items) break;
+  const int n_slots = pool == nullptr ? 1 : pool->size();
+  // Each participant owns a contiguous share of every phase and walks it in order: one long weight
+  // stream per thread, which the hardware prefetcher follows (items handed out one by one from a
+  // shared counter interleave the threads every few KiB and were ~25% slower; docs/perf-notes.md).
+  // A participant that runs dry steals half of what another has left, so the phase still balances.
+  std::vector<SlotRange> ranges(n_phases * size_t(n_slots));
+  std::vector<PhaseDone> done(n_phases);
+  for (size_t p = 0; p < n_phases; ++p)
+    for (int t = 0; t < n_slots; ++t)
+      ranges[p * size_t(n_slots) + size_t(t)].range.store(
+          pack_range(uint32_t(items_per_phase[p] * t / n_slots), uint32_t(items_per_phase[p] * (t + 1) / n_slots)),
+          std::memory_order_relaxed);
+  auto participate = [&](int64_t slot_begin, int64_t slot_end) {
+    for (int64_t slot = slot_begin; slot < slot_end; ++slot) {
+      for (size_t p = 0; p < n_phases; ++p) {
+        // Never repeats on a thread, never 0 (0 means "not inside run_phases").
+        thread_local uint64_t phases_seen = 0;
+        t_phase_serial = ++phases_seen;
+        const int64_t items = items_per_phase[p];
+        std::atomic<int32_t>& d = done[p].done;
+        int32_t mine = 0;
+        for (int64_t i; take_item(&ranges[p * size_t(n_slots)], n_slots, int(slot), i); ++mine) fn(p, i);
+        // One count per participant and phase, not per item: the counter's cache line would
+        // otherwise bounce between the cores on every item.
+        if (mine > 0 && d.fetch_add(mine, std::memory_order_acq_rel) + mine == items) d.notify_all();
+        // Another thread still runs an item of this phase. Spin a little (on a quiet machine the
+        // wait is a few microseconds), then sleep on the counter: on shared cores a spinning thread
+        // takes the time slice its descheduled peer needs to finish the item.
+        for (int spins = 0;; ++spins) {
+          const int32_t now = d.load(std::memory_order_acquire);
+          if (now >= items) break;
 #if RTNQ_CPU_AVX2
-        if (spins < 1000) {
-          _mm_pause();
-          continue;
-        }
+          if (spins < 1000) {
+            _mm_pause();
+            continue;
+          }
 #endif
-        c.done.wait(d, std::memory_order_acquire);
+          d.wait(now, std::memory_order_acquire);
+        }
       }
+      t_phase_serial = 0;
     }
-    t_phase_serial = 0;
   };
-  if (pool == nullptr || pool->size() == 1) participate(0, 1);
-  else pool->parallel_for(pool->size(), 1, participate);
+  if (n_slots == 1) participate(0, 1);
+  else pool->parallel_for(n_slots, 1, participate);
 }
 
 }  // namespace rtnq::cpu

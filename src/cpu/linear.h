@@ -49,6 +49,8 @@ class Linear {
  private:
   // n == 1 path for non-F32 weights: dot products from the stored encoding.
   void forward_rows_one(const float* x, float* y, int64_t r0, int64_t r1) const;
+  // The same with the AVX-512 kernels (src/cpu/kernels-avx512.h); false where they do not apply.
+  bool forward_rows_one_avx512(const float* x, float* y, int64_t r0, int64_t r1) const;
 
   Kind kind_ = Kind::kF32;
   int64_t rows_ = 0, cols_ = 0, group_ = 0;
