@@ -191,6 +191,19 @@ int main(int argc, char** argv) {
   if (quick) ms = {1, 16, 64, 256, 1024};
   const int64_t max_m = ms.back();
 
+  // Decode-kernel variants (m <= 16), same run: minimum batches per warp 1 (default), 2, 4, 8, 16; without
+  // PDL; the tiled kernel; INT8. Printed as their own table (with the 8B layer summed); the main table uses the
+  // defaults.
+  const std::vector<std::string> variant_names = {"decode (PDL)", "no PDL", "min 2 batches/warp", "min 4", "min 8",
+                                                  "min 16", "tiled kernel", "INT8 decode", "INT8 min 4",
+                                                  "INT8 tiled", "INT4 roofline"};
+  struct VariantRow {
+    std::string model, name;
+    int64_t m;
+    std::vector<double> us;
+  };
+  std::vector<VariantRow> variant_rows;
+
   rc::GemmWorkspace ws;
   BENCH_CHECK(rc::gemm_workspace_alloc(256, 57344, &ws, g_stream));
   std::vector<Row> rows;
@@ -211,6 +224,30 @@ int main(int argc, char** argv) {
     BENCH_CHECK(cudaMalloc(&c, size_t(max_m * s.n * 2)));
     BENCH_CHECK(cudaMalloc(&scratch, size_t(dense_bytes)));
     fill_random(a, size_t(max_m * s.k), DType::kBF16, 14);
+    if (s.model != std::string("SmolLM2"))
+      for (int64_t m : {1, 4, 16}) {
+        auto t = [&](std::vector<rc::RepackedWeight>& w, int copies, rc::GemmOptions o) {
+          return time_graph([&](int i) { BENCH_CHECK(rc::gemm_quant(a, w[i], c, m, ws, g_stream, o)); }, copies);
+        };
+        auto with_min = [](int b) {
+          rc::GemmOptions o;
+          o.decode_min_batches = b;
+          return o;
+        };
+        rc::GemmOptions nopdl, tiled;
+        nopdl.pdl = false;
+        tiled.kernel = rc::GemmOptions::Kernel::kTiled;
+        VariantRow v{s.model, s.name, m, {}};
+        for (int b : {1}) v.us.push_back(t(w4, c4, with_min(b)));
+        v.us.push_back(t(w4, c4, nopdl));
+        for (int b : {2, 4, 8, 16}) v.us.push_back(t(w4, c4, with_min(b)));
+        v.us.push_back(t(w4, c4, tiled));
+        v.us.push_back(t(w8, c8, with_min(1)));
+        v.us.push_back(t(w8, c8, with_min(4)));
+        v.us.push_back(t(w8, c8, tiled));
+        v.us.push_back((q4_bytes + double(m) * (s.k + s.n) * 2) / (copy_gbs * 1e3));
+        variant_rows.push_back(v);
+      }
     for (int64_t m : ms) {
       Row r{s.model, s.name, s.k, s.n, m};
       r.flops = 2.0 * m * s.n * s.k;
@@ -302,6 +339,28 @@ int main(int argc, char** argv) {
     md += line;
   }
   md += "\n";
+  {
+    for (int64_t m : {1, 4, 16}) {
+      VariantRow sum{"8B", "4 linears", m, std::vector<double>(variant_names.size(), 0.0)};
+      for (const VariantRow& v : variant_rows)
+        if (v.model == "8B" && v.m == m)
+          for (size_t i = 0; i < v.us.size(); ++i) sum.us[i] += v.us[i];
+      variant_rows.push_back(sum);
+    }
+    md += "\nDecode kernel variants (us; INT4 unless named):\n\n| model | linear | m |";
+    for (const auto& n : variant_names) md += " " + n + " |";
+    md += "\n|---|---|---|";
+    for (size_t i = 0; i < variant_names.size(); ++i) md += "---|";
+    md += "\n";
+    for (const VariantRow& v : variant_rows) {
+      md += "| " + v.model + " | " + v.name + " | " + std::to_string(v.m) + " |";
+      for (double us : v.us) {
+        std::snprintf(line, sizeof line, " %.1f |", us);
+        md += line;
+      }
+      md += "\n";
+    }
+  }
   std::printf("%s", md.c_str());
   if (FILE* f = std::fopen((out_dir + "/gemm.md").c_str(), "w")) {
     std::fputs(md.c_str(), f);

@@ -21,8 +21,8 @@ for a in "$@"; do
 done
 arch="${RTNQ_CUDA_GENCODE:--gencode=arch=compute_90a,code=sm_90a}"
 flags=(-std=c++20 -O3 "$arch" -Isrc -Iinclude -Itests/cuda -Xptxas=-v)
-srcs=(src/cuda/gemm.cu src/cuda/repack.cu src/cuda/dense.cu src/cuda/gemm-instances-f16.cu
-      src/cuda/gemm-instances-bf16.cu tests/cuda/gpu-check-main.cu bench/gemm.cu)
+lib_srcs=(src/cuda/*.cu)
+srcs=("${lib_srcs[@]}" tests/cuda/gpu-check-main.cu bench/gemm.cu)
 echo "== build ($(nvcc --version | tail -1))"
 pids=()
 for s in "${srcs[@]}"; do
@@ -36,10 +36,11 @@ for i in "${!pids[@]}"; do
 done
 cat "$bld"/*.log > "$out/build.log"
 [ $fail = 0 ] || exit 1
-lib=("$bld"/src_cuda_gemm.cu.o "$bld"/src_cuda_repack.cu.o "$bld"/src_cuda_dense.cu.o "$bld"/src_cuda_gemm-instances-f16.cu.o "$bld"/src_cuda_gemm-instances-bf16.cu.o)
+lib=()
+for s in "${lib_srcs[@]}"; do lib+=("$bld/$(echo "$s" | tr / _).o"); done
 nvcc "$arch" "${lib[@]}" "$bld"/tests_cuda_gpu-check-main.cu.o -lcublas -o "$bld/gpu-check" || exit 1
 nvcc "$arch" "${lib[@]}" "$bld"/bench_gemm.cu.o -lcublas -o "$bld/bench-gemm" || exit 1
-echo "kernel resources:"; grep -A2 "gemm_quant_kernel" "$out/build.log" | grep -E "registers|spill" | sort | uniq -c
+echo "kernel resources:"; grep -A2 -E "gemm_quant_kernel|gemm_decode_kernel" "$out/build.log" | grep -E "registers|spill" | sort | uniq -c
 [ $build_only = 1 ] && exit 0
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv 2>&1 | tee "$out/gpu.txt"
 echo "== checks"
@@ -66,6 +67,7 @@ if [ $bench = 1 ]; then
   grep -E "^# |4 linears|^\| model|^\|---" "$out/bench.out"
   grep -E "\| 70B .*\| 1 \|" "$out/bench.out"
   grep "crossover" "$out/bench.out"
+  sed -n '/Decode kernel variants/,$p' "$out/bench.out"
 fi
 echo "checks rc=$check_rc bench rc=$bench_rc"
 [ $check_rc = 0 ] && [ $bench_rc = 0 ]

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cuda/cuda-error.h"
+#include "cuda/gemm-decode-kernel.cuh"
 #include "cuda/gemm-kernel.cuh"
 #include "cuda/gemm.h"
 
@@ -15,6 +16,8 @@ namespace detail {
 
 RTNQ_GEMM_INSTANCES_FOR(extern, half)
 RTNQ_GEMM_INSTANCES_FOR(extern, __nv_bfloat16)
+RTNQ_DECODE_INSTANCES_FOR(extern, half)
+RTNQ_DECODE_INSTANCES_FOR(extern, __nv_bfloat16)
 
 namespace {
 thread_local std::string t_error;
@@ -88,14 +91,59 @@ cudaError_t dispatch_m(const GemmParams& base, int64_t m, size_t ws_bytes, void*
   return cudaSuccess;
 }
 
+template <int BITS, typename T>
+cudaError_t dispatch_decode(const GemmParams& base, int64_t m, size_t ws_bytes, void* ws_ptr, const GemmOptions& opt,
+                            cudaStream_t stream) {
+  using Sz = DecodeSizes<BITS>;
+  DecodeParams p{};
+  p.a = base.a;
+  p.w = base.w;
+  p.scales = base.scales;
+  p.c = base.c;
+  p.m = int(m);
+  p.n = base.n;
+  p.k = base.k;
+  p.n_pad = base.n_pad;
+  p.num_groups = base.num_groups;
+  p.group = base.group;
+  p.ku = base.k_pad / 16;
+  const int64_t strips = base.n_pad / 64;
+  const int64_t per_strip = p.ku / Sz::kU;  // batches per strip
+  const int64_t batches = strips * per_strip;
+  if (batches > INT32_MAX) return fail(cudaErrorInvalidValue, "gemm_quant: weight too large for the decode kernel");
+  p.batches = int(batches);
+  // Arrival counters (one per 64-column strip), then the fp32 partial sums of the [m, n] output.
+  const size_t counter_bytes = (size_t(strips) * 4 + 255) / 256 * 256;
+  const size_t need = counter_bytes + size_t(m) * size_t(base.n) * 4;
+  const bool split = ws_ptr != nullptr && ws_bytes >= need && opt.max_splits != 1;
+  // Without a workspace every warp takes whole strips (nothing to hand on).
+  p.align = split ? 1 : int(per_strip);
+  p.counters = static_cast<int*>(ws_ptr);
+  p.ws = ws_ptr ? reinterpret_cast<float*>(static_cast<char*>(ws_ptr) + counter_bytes) : nullptr;
+  // Warps: at most one per piece, at most (batches / decode_min_batches), at most what the card holds at once.
+  const int64_t pieces = batches / p.align;
+  const int64_t min_batches = std::max(1, opt.decode_min_batches);
+  const int64_t warps = std::min(pieces, std::max<int64_t>(1, batches / min_batches));
+  const int per_block = kDecThreads / 32;
+  int per_sm = gemm_decode_blocks_per_sm<BITS, T>(int(m), Sz::unit_scales(base.group));
+  if (opt.decode_blocks_per_sm > 0) per_sm = std::min(per_sm, opt.decode_blocks_per_sm);
+  const int64_t slots = int64_t(sm_count()) * per_sm;
+  const int64_t blocks = std::min(slots, (warps + per_block - 1) / per_block);
+  const cudaError_t e = launch_gemm_decode<BITS, T>(p, int(blocks), opt.pdl, stream);
+  if (e != cudaSuccess) return fail(e, std::string("gemm_quant: decode launch failed: ") + cudaGetErrorString(e));
+  return cudaSuccess;
+}
+
 }  // namespace
 }  // namespace detail
 
 const char* gemm_error_message() { return detail::t_error.c_str(); }
 
 size_t gemm_workspace_bytes(int64_t max_m, int64_t max_n) {
+  // Counters: one per tile of the tiled kernel, or one per 64-column strip of the decode kernel.
   const int64_t tiles = ((max_m + 15) / 16) * ((max_n + detail::kTileN - 1) / detail::kTileN);
-  return size_t(tiles * 4 + 255) / 256 * 256 + size_t(max_m) * size_t(max_n) * 4;
+  const int64_t counters = std::max(tiles, (max_n + 63) / 64);
+  return size_t(counters * 4 + 255) / 256 * 256 + size_t(max_m) * size_t(max_n) * 4;
 }
 
 cudaError_t gemm_workspace_alloc(int64_t max_m, int64_t max_n, GemmWorkspace* ws, cudaStream_t stream) {
@@ -151,6 +199,9 @@ cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t 
     return fail(cudaErrorInvalidValue, "gemm_quant: a must be 16-byte aligned (it is read in 16-byte chunks)");
   if (opt.m_tile_rows != 0 && opt.m_tile_rows != 16 && opt.m_tile_rows != 64)
     return fail(cudaErrorInvalidValue, "gemm_quant: m_tile_rows must be 0 (auto), 16 or 64");
+  if (opt.kernel == GemmOptions::Kernel::kDecode && m > kDecodeMaxM)
+    return fail(cudaErrorInvalidValue, "gemm_quant: the decode kernel takes m <= " + std::to_string(kDecodeMaxM) +
+                                           ", got m = " + std::to_string(m));
   if (m < 1 || m > INT32_MAX / 2 || m * w.shape.n > (int64_t(1) << 40))
     return fail(cudaErrorInvalidValue, "gemm_quant: m = " + std::to_string(m) + " out of range");
   GemmParams p{};
@@ -167,7 +218,16 @@ cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t 
   p.scale_rows = w.shape.group < kTileK ? int(kTileK / w.shape.group) : 1;
   p.k_tiles = p.k_pad / kTileK;
   cudaError_t e;
-  if (w.shape.bits == 4)
+  const bool decode = opt.kernel == GemmOptions::Kernel::kDecode ||
+                      (opt.kernel == GemmOptions::Kernel::kAuto && opt.m_tile_rows == 0 && m <= kDecodeMaxM);
+  if (decode) {
+    if (w.shape.bits == 4)
+      e = w.act == DType::kF16 ? dispatch_decode<4, half>(p, m, ws.bytes, ws.ptr, opt, stream)
+                               : dispatch_decode<4, __nv_bfloat16>(p, m, ws.bytes, ws.ptr, opt, stream);
+    else
+      e = w.act == DType::kF16 ? dispatch_decode<8, half>(p, m, ws.bytes, ws.ptr, opt, stream)
+                               : dispatch_decode<8, __nv_bfloat16>(p, m, ws.bytes, ws.ptr, opt, stream);
+  } else if (w.shape.bits == 4)
     e = w.act == DType::kF16 ? dispatch_m<4, half>(p, m, ws.bytes, ws.ptr, opt.max_splits, opt.m_tile_rows, stream)
                              : dispatch_m<4, __nv_bfloat16>(p, m, ws.bytes, ws.ptr, opt.max_splits, opt.m_tile_rows, stream);
   else

@@ -58,6 +58,19 @@ struct GemmOptions {
   int max_splits = 0;
   // Rows of A per block: 0 chooses (16 up to a measured m, then 64); 16 or 64 forces one (benchmarks, tests).
   int m_tile_rows = 0;
+  // Which fused kernel: kAuto takes the decode kernel (per-warp weight streams, gemm-decode-kernel.cuh) for
+  // m <= 16 and the tiled kernel above; the others force one (the decode kernel only exists for m <= 16).
+  enum class Kernel : uint8_t { kAuto, kTiled, kDecode };
+  Kernel kernel = Kernel::kAuto;
+  // Decode kernel: each warp streams at least this many 2 KB weight batches (0 = as many warps as the card
+  // holds at once, however little each gets). Fewer, longer streams mean fewer split-k hand-offs.
+  int decode_min_batches = 0;
+  // Decode kernel: resident blocks per SM to fill (0 = as many as shared memory allows). Fewer leave room for
+  // the next kernel's blocks to start streaming their weights while this one finishes (with pdl).
+  int decode_blocks_per_sm = 0;
+  // Decode kernel: launch with programmatic stream serialization, so its weight prefetch overlaps the tail of
+  // the kernel before it in the stream (it waits for that kernel before reading A or the workspace).
+  bool pdl = true;
 };
 
 // Fused kernel. a: [m, k] row-major, 16-byte aligned; c: [m, n] row-major. dtype of a and c is w.act.

@@ -216,13 +216,15 @@ inline CheckResult check_repack(Context& ctx, int64_t n, int64_t k, int bits, in
   return r;
 }
 
-enum class Path { kQuant, kQuantNoSplit, kQuantTile16, kQuantTile64, kDense, kDequant, kAutoCached };
+enum class Path { kQuant, kQuantNoSplit, kQuantTile16, kQuantTile64, kQuantTiled, kDecodeLong, kDense, kDequant, kAutoCached };
 inline const char* path_label(Path p) {
   switch (p) {
     case Path::kQuant: return "quant";
     case Path::kQuantNoSplit: return "quant-nosplit";
     case Path::kQuantTile16: return "quant-tile16";
     case Path::kQuantTile64: return "quant-tile64";
+    case Path::kQuantTiled: return "quant-tiled";
+    case Path::kDecodeLong: return "decode-long";
     case Path::kDense: return "dense";
     case Path::kDequant: return "dequant";
     case Path::kAutoCached: return "auto-cached";
@@ -299,6 +301,17 @@ inline CheckResult check_gemm(Context& ctx, const GemmCase& g, double* err_out =
         RTNQ_CHECK_CUDA_OR_FAIL(gemm_quant(d_a.ptr, w, d_c.ptr, g.m, ctx.ws, ctx.stream, o), label);
         break;
       }
+      case Path::kQuantTiled:
+      case Path::kDecodeLong: {
+        // The tiled kernel where auto would pick the decode kernel; the decode kernel with long stripes that
+        // cross strips (uneven: 7 batches) and without programmatic dependent launch.
+        GemmOptions o;
+        o.kernel = g.path == Path::kQuantTiled ? GemmOptions::Kernel::kTiled : GemmOptions::Kernel::kDecode;
+        o.decode_min_batches = 7;
+        o.pdl = false;
+        RTNQ_CHECK_CUDA_OR_FAIL(gemm_quant(d_a.ptr, w, d_c.ptr, g.m, ctx.ws, ctx.stream, o), label);
+        break;
+      }
       case Path::kDense:
         RTNQ_CHECK_CUDA_OR_FAIL(gemm_dense(d_a.ptr, w, d_c.ptr, g.m, d_scratch.ptr, ctx.cublas, ctx.stream), label);
         break;
@@ -369,6 +382,18 @@ inline std::vector<GemmCase> gemm_cases() {
       for (int64_t m : {1, 17, 64}) cases.push_back({m, 3072, 576, bits, 64, act, Path::kQuantTile64});
       for (int64_t m : {65, 256, 1025}) cases.push_back({m, 1536, 576, bits, 128, act, Path::kQuantTile16});
       cases.push_back({3, 4096, 14336, bits, 64, act, Path::kQuantNoSplit});
+      // m <= 16 runs the decode kernel by default: keep the tiled kernel checked there too, and the decode
+      // kernel with long stripes, small groups (scales per unit), odd n (scalar atomics) and per-channel.
+      for (int64_t m : {1, 3, 16}) cases.push_back({m, 3072, 576, bits, 64, act, Path::kQuantTiled});
+      cases.push_back({1, 4096, 4096, bits, 128, act, Path::kQuantTiled});
+      for (int64_t m : {1, 5, 9, 16}) {
+        cases.push_back({m, 576, 576, bits, 64, act, Path::kDecodeLong});
+        cases.push_back({m, 4096, 14336, bits, 128, act, Path::kDecodeLong});
+      }
+      cases.push_back({2, 301, 256, bits, 16, act, Path::kQuant});
+      cases.push_back({11, 301, 256, bits, 16, act, Path::kDecodeLong});
+      cases.push_back({4, 1000, 1536, bits, 32, act, Path::kQuant});
+      cases.push_back({13, 333, 200, bits, -1, act, Path::kDecodeLong});
       cases.push_back({300, 1536, 576, bits, 128, act, Path::kDense});
       cases.push_back({1025, 576, 1536, bits, 64, act, Path::kDense});
       cases.push_back({0, 576, 1536, bits, 64, act, Path::kDequant});
@@ -412,6 +437,9 @@ inline CheckResult check_rejections(Context& ctx) {
   GemmOptions bad_tile;
   bad_tile.m_tile_rows = 32;
   expect_error(gemm_quant(a.ptr, w, c.ptr, 4, ctx.ws, ctx.stream, bad_tile), "m_tile_rows 32");
+  GemmOptions decode_only;
+  decode_only.kernel = GemmOptions::Kernel::kDecode;
+  expect_error(gemm_quant(a.ptr, w, c.ptr, 17, ctx.ws, ctx.stream, decode_only), "decode kernel at m = 17");
   RepackedWeight bad_bits = w;
   bad_bits.shape.bits = 3;
   expect_error(gemm_quant(a.ptr, bad_bits, c.ptr, 4, ctx.ws, ctx.stream), "bits = 3");
