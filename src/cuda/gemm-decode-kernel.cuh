@@ -14,10 +14,10 @@
 // one contiguous stripe per warp of the grid (grid = the warps the card holds at once, or fewer when the shape
 // is small). Each warp runs its own 4-stage cp.async ring in its own slice of shared memory (weights with an L2
 // evict-first hint, the rows < m of A, the scale rows), synchronised by __syncwarp alone, so three batches are
-// in flight per warp without holding registers for them. Where its stripe
-// leaves a strip, it hands the strip's partial sums on: a warp that covered the whole strip stores C; otherwise
-// the partial sums go into the fp32 workspace with vector atomics, each warp adds its unit count to the strip's
-// arrival counter, and the warp that completes the count converts, stores C and zeroes the workspace again.
+// in flight per warp without holding registers for them. Where its stripe leaves a strip, it hands the strip's
+// partial sums on: a warp that covered the whole strip stores C; otherwise the partial sums go into the fp32
+// workspace with vector atomics (float4 where n % 4 == 0), each warp adds its unit count to the strip's arrival
+// counter, and the warp that completes the count converts, stores C and zeroes the workspace again.
 //
 // Programmatic dependent launch: the weights and scales of the first batch are requested before
 // griddepcontrol.wait (they never depend on an earlier kernel), the activations and the workspace only after
@@ -30,6 +30,7 @@ namespace rtnq::cuda::detail {
 
 inline constexpr int kDecThreads = 128;  // 4 independent warps per block
 inline constexpr int kDecodeMaxM = 16;   // rows of A one mma tile holds
+inline constexpr int kDecodeNarrowMaxM = 4;  // the plain split-k hand-off up to this m (see kWide below)
 
 struct DecodeParams {
   const void* a;
@@ -65,7 +66,11 @@ struct DecodeSizes {
   __host__ __device__ static constexpr bool unit_scales(int group) { return group < kU * 16; }
 };
 
-template <int BITS, typename T>
+// kWide (chosen for m > kDecodeNarrowMaxM): the split-k hand-off with float4 atomics and a final pass of
+// independent float4 loads, which at m = 16 took the 8B layer from 124 to 100 us. At small m the plain version
+// is kept: the wide one changed the register allocation of the streaming loop (72 instead of 78-90 registers)
+// and was ~7% slower on 70B shapes at m = 1 (A/B on one H100, docs/perf-notes.md).
+template <int BITS, typename T, bool kWide>
 __global__ void __launch_bounds__(kDecThreads) gemm_decode_kernel(DecodeParams p) {
   using Sz = DecodeSizes<BITS>;
   using Tr = ActTraits<T>;
@@ -144,21 +149,40 @@ __global__ void __launch_bounds__(kDecThreads) gemm_decode_kernel(DecodeParams p
         }
       return;
     }
-    const bool pairs = (p.n & 1) == 0;  // float2 atomics need 8-byte alignment of row * n + col
+    if (kWide && (p.n & 3) == 0) {
+      // float4 atomics (half the atomic operations of float2): lanes t and t ^ 1 swap one pair per n8-tile pair,
+      // so the even lane holds columns 2t..2t+3 of tile j and the odd lane columns 2t-2..2t+1 of tile j + 1.
+      const bool odd = t & 1;
 #pragma unroll
-    for (int j = 0; j < 8; ++j)
+      for (int j = 0; j < 8; j += 2)
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int row = g + 8 * h, col = col0 + j * 8;
-        if (row >= p.m || col >= p.n) continue;
-        float* dst = p.ws + int64_t(row) * p.n + col;
-        if (pairs) {
-          atomicAdd(reinterpret_cast<float2*>(dst), make_float2(acc[j][2 * h], acc[j][2 * h + 1]));
-        } else {
-          atomicAdd(dst, acc[j][2 * h]);
-          if (col + 1 < p.n) atomicAdd(dst + 1, acc[j][2 * h + 1]);
+        for (int h = 0; h < 2; ++h) {
+          const float s0 = odd ? acc[j][2 * h] : acc[j + 1][2 * h];
+          const float s1 = odd ? acc[j][2 * h + 1] : acc[j + 1][2 * h + 1];
+          const float r0 = __shfl_xor_sync(0xffffffffu, s0, 1), r1 = __shfl_xor_sync(0xffffffffu, s1, 1);
+          const int row = g + 8 * h;
+          const int col = strip * 64 + (odd ? (j + 1) * 8 + 2 * (t - 1) : j * 8 + 2 * t);
+          const float4 v = odd ? make_float4(r0, r1, acc[j + 1][2 * h], acc[j + 1][2 * h + 1])
+                               : make_float4(acc[j][2 * h], acc[j][2 * h + 1], r0, r1);
+          if (row < p.m && col < p.n) atomicAdd(reinterpret_cast<float4*>(p.ws + int64_t(row) * p.n + col), v);
         }
-      }
+    } else {
+      const bool pairs = (p.n & 1) == 0;  // float2 atomics need 8-byte alignment of row * n + col
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int row = g + 8 * h, col = col0 + j * 8;
+          if (row >= p.m || col >= p.n) continue;
+          float* dst = p.ws + int64_t(row) * p.n + col;
+          if (pairs) {
+            atomicAdd(reinterpret_cast<float2*>(dst), make_float2(acc[j][2 * h], acc[j][2 * h + 1]));
+          } else {
+            atomicAdd(dst, acc[j][2 * h]);
+            if (col + 1 < p.n) atomicAdd(dst + 1, acc[j][2 * h + 1]);
+          }
+        }
+    }
     __threadfence();
     __syncwarp();
     int prev = 0;
@@ -166,12 +190,28 @@ __global__ void __launch_bounds__(kDecThreads) gemm_decode_kernel(DecodeParams p
     prev = __shfl_sync(0xffffffffu, prev, 0);
     if (prev + covered != p.ku) return;
     __threadfence();  // everyone else's partial sums are visible once their counts are
-    for (int i = lane; i < p.m * 64; i += 32) {
-      const int row = i / 64, col = strip * 64 + i % 64;
-      if (col >= p.n) continue;
-      float* slot = p.ws + int64_t(row) * p.n + col;
-      c_g[int64_t(row) * p.n + col] = Tr::from_float(__ldcg(slot));
-      __stcg(slot, 0.f);
+    if (kWide && (p.n & 3) == 0) {
+      // Four columns per lane and step, all loads of a lane independent: one L2 round trip, not m * 2.
+      for (int i = lane; i < p.m * 16; i += 32) {
+        const int row = i / 16, col = strip * 64 + (i % 16) * 4;
+        if (col >= p.n) continue;
+        float4* slot = reinterpret_cast<float4*>(p.ws + int64_t(row) * p.n + col);
+        const float4 v = __ldcg(slot);
+        T* dst = c_g + int64_t(row) * p.n + col;
+        dst[0] = Tr::from_float(v.x);
+        dst[1] = Tr::from_float(v.y);
+        dst[2] = Tr::from_float(v.z);
+        dst[3] = Tr::from_float(v.w);
+        __stcg(slot, make_float4(0.f, 0.f, 0.f, 0.f));
+      }
+    } else {
+      for (int i = lane; i < p.m * 64; i += 32) {
+        const int row = i / 64, col = strip * 64 + i % 64;
+        if (col >= p.n) continue;
+        float* slot = p.ws + int64_t(row) * p.n + col;
+        c_g[int64_t(row) * p.n + col] = Tr::from_float(__ldcg(slot));
+        __stcg(slot, 0.f);
+      }
     }
     if (lane == 0) p.counters[strip] = 0;
   };
@@ -254,19 +294,19 @@ __global__ void __launch_bounds__(kDecThreads) gemm_decode_kernel(DecodeParams p
   cp_async_wait<0>();  // nothing may be in flight into shared memory when the warp exits
 }
 
-template <int BITS, typename T>
+template <int BITS, typename T, bool kWide>
 cudaError_t decode_smem_attr() {
-  static const cudaError_t e = cudaFuncSetAttribute(gemm_decode_kernel<BITS, T>,
+  static const cudaError_t e = cudaFuncSetAttribute(gemm_decode_kernel<BITS, T, kWide>,
                                                     cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                     DecodeSizes<BITS>::smem_bytes(kDecodeMaxM, true));
   return e;
 }
 
-template <int BITS, typename T>
+template <int BITS, typename T, bool kWide>
 cudaError_t launch_gemm_decode(const DecodeParams& p, int blocks, bool pdl, cudaStream_t stream) {
   using Sz = DecodeSizes<BITS>;
   static_assert(Sz::smem_bytes(kDecodeMaxM, true) <= 227 * 1024, "fits the opt-in shared memory of sm_90");
-  if (const cudaError_t e = decode_smem_attr<BITS, T>(); e != cudaSuccess) return e;
+  if (const cudaError_t e = decode_smem_attr<BITS, T, kWide>(); e != cudaSuccess) return e;
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(unsigned(blocks), 1, 1);
   cfg.blockDim = dim3(kDecThreads, 1, 1);
@@ -277,20 +317,20 @@ cudaError_t launch_gemm_decode(const DecodeParams& p, int blocks, bool pdl, cuda
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = pdl ? 1 : 0;
-  const cudaError_t e = cudaLaunchKernelEx(&cfg, gemm_decode_kernel<BITS, T>, p);
+  const cudaError_t e = cudaLaunchKernelEx(&cfg, gemm_decode_kernel<BITS, T, kWide>, p);
   if (e != cudaSuccess) return e;
   return cudaGetLastError();
 }
 
 // Blocks per SM for this m and scale-row mode (shared memory decides), cached per (m, mode).
-template <int BITS, typename T>
+template <int BITS, typename T, bool kWide>
 int gemm_decode_blocks_per_sm(int m, bool unit_scales) {
   static int cache[kDecodeMaxM + 1][2] = {};
   int& slot = cache[m][unit_scales ? 1 : 0];
   if (slot == 0) {
     int b = 0;
-    if (decode_smem_attr<BITS, T>() != cudaSuccess ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, gemm_decode_kernel<BITS, T>, kDecThreads,
+    if (decode_smem_attr<BITS, T, kWide>() != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, gemm_decode_kernel<BITS, T, kWide>, kDecThreads,
                                                       DecodeSizes<BITS>::smem_bytes(m, unit_scales)) != cudaSuccess) {
       (void)cudaGetLastError();
       b = 1;
@@ -300,12 +340,14 @@ int gemm_decode_blocks_per_sm(int m, bool unit_scales) {
   return slot;
 }
 
-#define RTNQ_DECODE_INSTANCE(PREFIX, BITS, T)                                                           \
-  PREFIX template cudaError_t launch_gemm_decode<BITS, T>(const DecodeParams&, int, bool, cudaStream_t); \
-  PREFIX template int gemm_decode_blocks_per_sm<BITS, T>(int, bool);
+#define RTNQ_DECODE_INSTANCE(PREFIX, BITS, T, WIDE)                                                           \
+  PREFIX template cudaError_t launch_gemm_decode<BITS, T, WIDE>(const DecodeParams&, int, bool, cudaStream_t); \
+  PREFIX template int gemm_decode_blocks_per_sm<BITS, T, WIDE>(int, bool);
 
 #define RTNQ_DECODE_INSTANCES_FOR(PREFIX, T) \
-  RTNQ_DECODE_INSTANCE(PREFIX, 4, T)         \
-  RTNQ_DECODE_INSTANCE(PREFIX, 8, T)
+  RTNQ_DECODE_INSTANCE(PREFIX, 4, T, false)  \
+  RTNQ_DECODE_INSTANCE(PREFIX, 4, T, true)   \
+  RTNQ_DECODE_INSTANCE(PREFIX, 8, T, false)  \
+  RTNQ_DECODE_INSTANCE(PREFIX, 8, T, true)
 
 }  // namespace rtnq::cuda::detail

@@ -91,8 +91,8 @@ cudaError_t dispatch_m(const GemmParams& base, int64_t m, size_t ws_bytes, void*
   return cudaSuccess;
 }
 
-template <int BITS, typename T>
-cudaError_t dispatch_decode(const GemmParams& base, int64_t m, size_t ws_bytes, void* ws_ptr, const GemmOptions& opt,
+template <int BITS, typename T, bool kWide>
+cudaError_t dispatch_decode_as(const GemmParams& base, int64_t m, size_t ws_bytes, void* ws_ptr, const GemmOptions& opt,
                             cudaStream_t stream) {
   using Sz = DecodeSizes<BITS>;
   DecodeParams p{};
@@ -125,13 +125,20 @@ cudaError_t dispatch_decode(const GemmParams& base, int64_t m, size_t ws_bytes, 
   const int64_t min_batches = std::max(1, opt.decode_min_batches);
   const int64_t warps = std::min(pieces, std::max<int64_t>(1, batches / min_batches));
   const int per_block = kDecThreads / 32;
-  int per_sm = gemm_decode_blocks_per_sm<BITS, T>(int(m), Sz::unit_scales(base.group));
+  int per_sm = gemm_decode_blocks_per_sm<BITS, T, kWide>(int(m), Sz::unit_scales(base.group));
   if (opt.decode_blocks_per_sm > 0) per_sm = std::min(per_sm, opt.decode_blocks_per_sm);
   const int64_t slots = int64_t(sm_count()) * per_sm;
   const int64_t blocks = std::min(slots, (warps + per_block - 1) / per_block);
-  const cudaError_t e = launch_gemm_decode<BITS, T>(p, int(blocks), opt.pdl, stream);
+  const cudaError_t e = launch_gemm_decode<BITS, T, kWide>(p, int(blocks), opt.pdl, stream);
   if (e != cudaSuccess) return fail(e, std::string("gemm_quant: decode launch failed: ") + cudaGetErrorString(e));
   return cudaSuccess;
+}
+
+template <int BITS, typename T>
+cudaError_t dispatch_decode(const GemmParams& base, int64_t m, size_t ws_bytes, void* ws_ptr, const GemmOptions& opt,
+                            cudaStream_t stream) {
+  return m > kDecodeNarrowMaxM ? dispatch_decode_as<BITS, T, true>(base, m, ws_bytes, ws_ptr, opt, stream)
+                               : dispatch_decode_as<BITS, T, false>(base, m, ws_bytes, ws_ptr, opt, stream);
 }
 
 }  // namespace
