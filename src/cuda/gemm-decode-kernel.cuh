@@ -70,8 +70,11 @@ struct DecodeSizes {
 // independent float4 loads, which at m = 16 took the 8B layer from 124 to 100 us. At small m the plain version
 // is kept: the wide one changed the register allocation of the streaming loop (72 instead of 78-90 registers)
 // and was ~7% slower on 70B shapes at m = 1 (A/B on one H100, docs/perf-notes.md).
+// Six blocks per SM (<= 85 registers): shared memory allows six at m <= 4, and the cap moved the INT4 BF16 kernel
+// from 90 registers (5 blocks) to 77-80 without spills. A/B on one H100 (run 13): 8B layer m=1 70.4 -> 69.6 us,
+// m=16 99.3 -> 94 us, 70B gate_up m=16 157 -> 139 us, INT8 8B m=1 101.8 -> 99.3 us; 70B gate_up m=1 107.3 -> 110.
 template <int BITS, typename T, bool kWide>
-__global__ void __launch_bounds__(kDecThreads) gemm_decode_kernel(DecodeParams p) {
+__global__ void __launch_bounds__(kDecThreads, 6) gemm_decode_kernel(DecodeParams p) {
   using Sz = DecodeSizes<BITS>;
   using Tr = ActTraits<T>;
   using T2 = typename Tr::T2;
