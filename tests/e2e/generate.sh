@@ -8,8 +8,15 @@ SHARED="${RTNQ_SHARED:-$SRC/../shared}"
 MODEL="$SHARED/models/stories260K/stories260K.bin"
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
+if [ ! -f "$MODEL" ]; then
+  echo "generate.sh: shared model $MODEL is missing (set RTNQ_SHARED to the folder that holds models/ and data/)" >&2
+  exit 1
+fi
 
-"$RTNQ" generate "$MODEL" -n 200 >"$TMP/greedy.txt" 2>"$TMP/greedy.err"
+if ! "$RTNQ" generate "$MODEL" -n 200 >"$TMP/greedy.txt" 2>"$TMP/greedy.err"; then
+  cat "$TMP/greedy.err" >&2
+  exit 1
+fi
 cmp "$TMP/greedy.txt" "$SHARED/models/stories260K/expected-greedy.txt"
 grep -q "tokens/s" "$TMP/greedy.err"
 

@@ -13,17 +13,16 @@
 
 #include "engine/llama-model.h"
 #include "engine/tokenizer.h"
+#include "test-util.h"
 
 namespace rtnq {
 namespace {
 
-std::filesystem::path source_dir() {
-  const char* src = std::getenv("RTNQ_SOURCE_DIR");
-  return src ? src : RTNQ_SOURCE_DIR;
-}
+using test::models_dir;
+using test::source_dir;
 
 TEST(GoldenLogits, SmolLM2MatchesIndependentFloat64Forward) {
-  const auto gguf = source_dir() / "models" / "SmolLM2-135M-Instruct" / "SmolLM2-135M-Instruct.Q4_1.gguf";
+  const auto gguf = models_dir() / "SmolLM2-135M-Instruct" / "SmolLM2-135M-Instruct.Q4_1.gguf";
   if (!std::filesystem::exists(gguf)) GTEST_SKIP() << "no " << gguf << " (scripts/fetch-models.sh makes it)";
   std::ifstream in(source_dir() / "tests" / "engine" / "golden" / "smollm2-golden.json");
   ASSERT_TRUE(in.good());

@@ -12,14 +12,15 @@
 #include "engine/llama-model.h"
 #include "engine/tokenizer.h"
 #include "rtnq/model.h"
+#include "test-util.h"
 
 namespace fs = std::filesystem;
 
 namespace rtnq {
 namespace {
 
-fs::path source_dir() { return std::getenv("RTNQ_SOURCE_DIR") ? std::getenv("RTNQ_SOURCE_DIR") : RTNQ_SOURCE_DIR; }
-fs::path gguf_path() { return source_dir() / "models/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf"; }
+using test::source_dir;
+fs::path gguf_path() { return test::models_dir() / "SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf"; }
 
 nlohmann::json read_fixture(const char* name) {
   std::ifstream f(source_dir() / "tests/fixtures" / name);

@@ -16,15 +16,12 @@
 #include "engine/tokenizer.h"
 #include "quant/pack.h"
 #include "rtnq/quant.h"
+#include "test-util.h"
 
 namespace rtnq {
 namespace {
 
-std::filesystem::path shared_dir() {
-  if (const char* s = std::getenv("RTNQ_SHARED")) return s;
-  const char* src = std::getenv("RTNQ_SOURCE_DIR");
-  return std::filesystem::path(src ? src : RTNQ_SOURCE_DIR) / ".." / "shared";
-}
+using test::shared_dir;
 
 bool is_layer_linear(const std::string& n) {
   return n.rfind("model.layers.", 0) == 0 && n.size() > 12 && n.compare(n.size() - 12, 12, "_proj.weight") == 0;
@@ -88,6 +85,7 @@ class RtnSource final : public WeightSource {
 std::unique_ptr<LlamaModel> make(int bits, bool dequantized) {
   auto loaded = load_model(shared_dir() / "models" / "stories260K" / "stories260K.bin");
   EXPECT_TRUE(loaded) << loaded.status().to_string();
+  if (!loaded) return nullptr;
   if (bits > 0) loaded->weights = std::make_unique<RtnSource>(*loaded->weights, bits, dequantized);
   auto m = LlamaModel::create(std::move(*loaded), 2);
   EXPECT_TRUE(m) << m.status().to_string();

@@ -11,15 +11,12 @@
 #include "engine/generate.h"
 #include "engine/llama-model.h"
 #include "engine/tokenizer.h"
+#include "test-util.h"
 
 namespace rtnq {
 namespace {
 
-std::filesystem::path shared_dir() {
-  if (const char* s = std::getenv("RTNQ_SHARED")) return s;
-  const char* src = std::getenv("RTNQ_SOURCE_DIR");
-  return std::filesystem::path(src ? src : RTNQ_SOURCE_DIR) / ".." / "shared";
-}
+using test::shared_dir;
 
 std::string read_file(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);

@@ -12,18 +12,14 @@
 #include <unordered_map>
 
 #include "engine/tokenizer.h"
+#include "test-util.h"
 
 namespace rtnq {
 namespace {
 
-std::filesystem::path source_dir() {
-  const char* src = std::getenv("RTNQ_SOURCE_DIR");
-  return src ? src : RTNQ_SOURCE_DIR;
-}
-std::filesystem::path shared_dir() {
-  if (const char* s = std::getenv("RTNQ_SHARED")) return s;
-  return source_dir() / ".." / "shared";
-}
+using test::models_dir;
+using test::shared_dir;
+
 std::string read_file(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);
   std::stringstream ss;
@@ -78,6 +74,7 @@ TEST(Tokenizer, SentencePieceMatchesRunCOnTinyStories) {
   ASSERT_TRUE(m) << m.status().to_string();
   auto tok = make_tokenizer(m->tokenizer);
   ASSERT_TRUE(tok) << tok.status().to_string();
+  ASSERT_TRUE(test::shared_file_exists(shared_dir() / "data" / "tinystories" / "TinyStories-valid-head.txt"));
   const std::string text = read_file(shared_dir() / "data" / "tinystories" / "TinyStories-valid-head.txt");
   ASSERT_GT(text.size(), 100000u);
   const uint32_t seed = std::random_device{}();
@@ -153,13 +150,14 @@ TEST(Tokenizer, BadRegexIsAStatus) {
 }
 
 TEST(Tokenizer, SmolLM2RoundTripsAllOfWikiText2) {
-  const auto gguf = source_dir() / "models" / "SmolLM2-135M-Instruct" / "SmolLM2-135M-Instruct.Q4_1.gguf";
+  const auto gguf = models_dir() / "SmolLM2-135M-Instruct" / "SmolLM2-135M-Instruct.Q4_1.gguf";
   if (!std::filesystem::exists(gguf)) GTEST_SKIP() << "no " << gguf << " (scripts/fetch-models.sh makes it)";
   auto m = load_model(gguf);
   ASSERT_TRUE(m) << m.status().to_string();
   ASSERT_EQ(m->tokenizer.kind, TokenizerData::Kind::kGpt2Bpe);
   auto tok = make_tokenizer(m->tokenizer);
   ASSERT_TRUE(tok) << tok.status().to_string();
+  ASSERT_TRUE(test::shared_file_exists(shared_dir() / "data" / "wikitext-2-raw" / "wiki.test.raw"));
   const std::string text = read_file(shared_dir() / "data" / "wikitext-2-raw" / "wiki.test.raw");
   ASSERT_EQ(text.size(), 1290590u);
   const auto ids = (*tok)->encode(text, false, false);

@@ -12,15 +12,12 @@
 
 #include "engine/tokenizer.h"
 #include "eval/perplexity.h"
+#include "test-util.h"
 
 namespace rtnq {
 namespace {
 
-std::filesystem::path shared_dir() {
-  if (const char* s = std::getenv("RTNQ_SHARED")) return s;
-  const char* src = std::getenv("RTNQ_SOURCE_DIR");
-  return std::filesystem::path(src ? src : RTNQ_SOURCE_DIR) / ".." / "shared";
-}
+using test::shared_dir;
 
 struct Fixture {
   std::unique_ptr<LlamaModel> model;
@@ -39,7 +36,13 @@ Fixture open_stories() {
   auto m = LlamaModel::create(std::move(*loaded), 2);
   EXPECT_TRUE(m) << m.status().to_string();
   f.model = std::move(*m);
-  std::ifstream in(shared_dir() / "data" / "tinystories" / "TinyStories-valid-head.txt", std::ios::binary);
+  const auto text_path = shared_dir() / "data" / "tinystories" / "TinyStories-valid-head.txt";
+  if (const auto present = test::shared_file_exists(text_path); !present) {
+    ADD_FAILURE() << present.message();
+    f.model.reset();  // the tests stop at ASSERT_TRUE(f.model)
+    return f;
+  }
+  std::ifstream in(text_path, std::ios::binary);
   std::stringstream ss;
   ss << in.rdbuf();
   // A random stretch of the file, so each run scores different text.

@@ -16,17 +16,14 @@
 #include <nlohmann/json.hpp>
 
 #include "eval/task-file.h"
+#include "test-util.h"
 
 namespace rtnq {
 namespace {
 
 namespace fs = std::filesystem;
 
-fs::path shared_dir() {
-  if (const char* s = std::getenv("RTNQ_SHARED")) return s;
-  const char* src = std::getenv("RTNQ_SOURCE_DIR");
-  return fs::path(src ? src : RTNQ_SOURCE_DIR) / ".." / "shared";
-}
+using test::shared_dir;
 
 // " " + s, built by append (GCC 12 warns spuriously on the operator+ form).
 std::string spaced(const std::string& s) {
@@ -39,18 +36,8 @@ class TaskFileTest : public ::testing::Test {
   void SetUp() override {
     seed_ = std::random_device{}();
     gen_.seed(seed_);
-    dir_ = fs::temp_directory_path() / ("rtnq-task-file-test-" + std::to_string(seed_) + "-" + std::to_string(::getpid()));
-    fs::create_directories(dir_);
   }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  fs::path write(const std::string& name, const std::string& bytes) {
-    const fs::path p = dir_ / name;
-    std::ofstream(p, std::ios::binary) << bytes;
-    return p;
-  }
+  fs::path write(const std::string& name, const std::string& bytes) { return tmp_.write(name, bytes); }
   std::string word() {
     static const char* kWords[] = {"cat", "dog", "sun", "tree", "Lily", "ball", "happy", "red", "big", "café",
                                    "park", "jump", "naïve", "boat", "rain", "moon", "Tom", "cake"};
@@ -67,7 +54,8 @@ class TaskFileTest : public ::testing::Test {
   }
   uint32_t seed_ = 0;
   std::mt19937 gen_;
-  fs::path dir_;
+  test::TempDir tmp_{"rtnq-task-file-test"};
+  const fs::path dir_ = tmp_.path();
 };
 
 TEST_F(TaskFileTest, Utf8LengthCountsCodePoints) {

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "eval/zeroshot.h"
+#include "test-util.h"
 
 namespace rtnq {
 namespace {
@@ -28,14 +29,9 @@ constexpr double kLoglikTolerance = 1e-3;
 // Two choices closer than this are a tie the tolerance cannot order: their pick is not compared.
 constexpr double kTieMargin = 2 * kLoglikTolerance;
 
-fs::path source_dir() {
-  const char* src = std::getenv("RTNQ_SOURCE_DIR");
-  return fs::path(src ? src : RTNQ_SOURCE_DIR);
-}
-fs::path shared_dir() {
-  if (const char* s = std::getenv("RTNQ_SHARED")) return s;
-  return source_dir() / ".." / "shared";
-}
+using test::models_dir;
+using test::shared_dir;
+using test::source_dir;
 
 // Index of the maximum and whether the runner-up is within kTieMargin of it.
 std::pair<int64_t, bool> pick(const std::vector<double>& v) {
@@ -50,7 +46,7 @@ std::pair<int64_t, bool> pick(const std::vector<double>& v) {
 
 TEST(ZeroShotGolden, SmolLM2MatchesTransformers) {
   const fs::path fixture = source_dir() / "tests" / "fixtures" / "smollm2-zeroshot-loglik.json";
-  const fs::path model_path = source_dir() / "models" / "SmolLM2-135M-Instruct" / "SmolLM2-135M-Instruct.Q4_1.gguf";
+  const fs::path model_path = models_dir() / "SmolLM2-135M-Instruct" / "SmolLM2-135M-Instruct.Q4_1.gguf";
   ASSERT_TRUE(fs::exists(fixture))
       << "missing golden fixture " << fixture
       << ". Make it on a machine with torch + transformers + gguf + numpy (a GPU is used when present):\n"

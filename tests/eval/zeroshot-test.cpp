@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "eval/zeroshot.h"
+#include "test-util.h"
 
 namespace rtnq {
 namespace {
@@ -27,14 +28,8 @@ namespace fs = std::filesystem;
 // different blocking of the matmuls between a chunked and a whole-sequence forward.
 constexpr double kLoglikTolerance = 1e-4;
 
-fs::path source_dir() {
-  const char* src = std::getenv("RTNQ_SOURCE_DIR");
-  return fs::path(src ? src : RTNQ_SOURCE_DIR);
-}
-fs::path shared_dir() {
-  if (const char* s = std::getenv("RTNQ_SHARED")) return s;
-  return source_dir() / ".." / "shared";
-}
+using test::models_dir;
+using test::shared_dir;
 
 struct Stories {
   std::unique_ptr<LlamaModel> model;
@@ -44,7 +39,7 @@ struct Stories {
 Stories& stories() {
   static Stories s = [] {
     Stories r;
-    fs::path p = source_dir() / "models" / "stories260K" / "stories260K.bin";
+    fs::path p = models_dir() / "stories260K" / "stories260K.bin";
     if (!fs::exists(p)) p = shared_dir() / "models" / "stories260K" / "stories260K.bin";
     auto loaded = load_model(p);
     if (!loaded) {
@@ -120,18 +115,8 @@ class ZeroShotTest : public ::testing::Test {
   void SetUp() override {
     seed_ = std::random_device{}();
     gen_.seed(seed_);
-    dir_ = fs::temp_directory_path() / ("rtnq-zeroshot-test-" + std::to_string(seed_) + "-" + std::to_string(::getpid()));
-    fs::create_directories(dir_);
   }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  fs::path write(const std::string& name, const std::string& bytes) {
-    const fs::path p = dir_ / name;
-    std::ofstream(p, std::ios::binary) << bytes;
-    return p;
-  }
+  fs::path write(const std::string& name, const std::string& bytes) { return tmp_.write(name, bytes); }
   std::string word() {
     static const char* kWords[] = {"Lily", "Tom", "cat", "dog", "ball", "park", "happy", "sad", "big", "little",
                                    "red", "toy", "mom", "tree", "sun", "played", "saw", "wanted", "the", "a",
@@ -210,7 +195,8 @@ class ZeroShotTest : public ::testing::Test {
 
   uint32_t seed_ = 0;
   std::mt19937 gen_;
-  fs::path dir_;
+  test::TempDir tmp_{"rtnq-zeroshot-test"};
+  const fs::path dir_ = tmp_.path();
 };
 
 TEST(ZeroShotStderr, MatchesSampleStdOverSqrtN) {

@@ -12,6 +12,8 @@
 
 #include <unistd.h>
 
+#include "test-util.h"  // TempDir, source/models paths
+
 namespace rtnq::test {
 
 class GgufBuilder {
@@ -137,30 +139,5 @@ std::vector<uint8_t> as_bytes(const std::vector<T>& v) {
 
 inline void patch_u64(std::vector<uint8_t>& bytes, size_t pos, uint64_t v) { std::memcpy(&bytes[pos], &v, 8); }
 inline void patch_u32(std::vector<uint8_t>& bytes, size_t pos, uint32_t v) { std::memcpy(&bytes[pos], &v, 4); }
-
-// A scratch directory removed when the test ends.
-class TempDir {
- public:
-  TempDir() {
-    std::random_device rd;
-    path_ = std::filesystem::temp_directory_path() /
-            ("rtnq-gguf-test-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::filesystem::path& path() const { return path_; }
-  std::filesystem::path write(const std::string& name, const std::vector<uint8_t>& bytes) const {
-    const auto p = path_ / name;
-    std::ofstream f(p, std::ios::binary | std::ios::trunc);
-    f.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
-    return p;
-  }
-
- private:
-  std::filesystem::path path_;
-};
 
 }  // namespace rtnq::test

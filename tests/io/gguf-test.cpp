@@ -408,10 +408,7 @@ TEST_F(Seeded, RandomHeaderDamageNeverCrashes) {
   EXPECT_GT(refused, 0);
 }
 
-std::filesystem::path models_dir() {
-  const char* src = std::getenv("RTNQ_SOURCE_DIR");
-  return std::filesystem::path(src ? src : RTNQ_SOURCE_DIR) / "models";
-}
+using test::models_dir;
 
 TEST(GgufRealFile, SmolLM2Metadata) {
   const auto path = models_dir() / "SmolLM2-135M-Instruct" / "SmolLM2-135M-Instruct.Q4_1.gguf";

@@ -14,6 +14,7 @@
 
 #include "io/safetensors-writer.h"
 #include "io/safetensors.h"
+#include "test-util.h"
 
 namespace fs = std::filesystem;
 using namespace rtnq;
@@ -25,12 +26,6 @@ class SafetensorsTest : public ::testing::Test {
   void SetUp() override {
     seed_ = std::random_device{}();
     rng_.seed(seed_);
-    dir_ = fs::temp_directory_path() / ("rtnq-st-test-" + std::to_string(seed_) + "-" + std::to_string(::getpid()));
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
   }
   std::vector<uint8_t> random_bytes(size_t n) {
     std::vector<uint8_t> b(n);
@@ -62,7 +57,8 @@ class SafetensorsTest : public ::testing::Test {
 
   uint32_t seed_ = 0;
   std::mt19937_64 rng_;
-  fs::path dir_;
+  rtnq::test::TempDir tmp_{"rtnq-st-test"};
+  const fs::path dir_ = tmp_.path();
   int counter_ = 0;
 };
 

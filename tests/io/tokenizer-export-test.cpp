@@ -17,6 +17,7 @@
 
 #include "io/llama2c-tokenizer.h"
 #include "io/tokenizer-export.h"
+#include "test-util.h"
 
 namespace fs = std::filesystem;
 using namespace rtnq;
@@ -26,14 +27,8 @@ namespace {
 
 const std::string kMark = "\xE2\x96\x81";
 
-fs::path source_dir() {
-  const char* env = std::getenv("RTNQ_SOURCE_DIR");
-  return env ? fs::path(env) : fs::path(RTNQ_SOURCE_DIR);
-}
-fs::path shared_dir() {
-  const char* env = std::getenv("RTNQ_SHARED");
-  return env ? fs::path(env) : source_dir() / ".." / "shared";
-}
+using rtnq::test::models_dir;
+using rtnq::test::shared_dir;
 
 std::vector<std::string> utf8_chars(const std::string& s) {
   std::vector<std::string> out;
@@ -266,11 +261,10 @@ TEST(TokenizerJson, RefusesWhatCannotBeWritten) {
   EXPECT_NE(bad.status().message().find("eos id 99"), std::string::npos) << bad.status().message();
 
   // kHfJson: the file itself, or a clear error.
-  const fs::path dir = fs::temp_directory_path() / fmt::format("rtnq-l2c-tok-{}", std::random_device{}());
-  fs::create_directories(dir);
+  const rtnq::test::TempDir dir("rtnq-l2c-tok");
   TokenizerData hf;
   hf.kind = TokenizerData::Kind::kHfJson;
-  hf.hf_tokenizer_json = dir / "tokenizer.json";
+  hf.hf_tokenizer_json = dir.path() / "tokenizer.json";
   std::ofstream(hf.hf_tokenizer_json) << R"({"version": "1.0", "model": {"type": "BPE"}})";
   auto ok = tokenizer_json_from(hf);
   ASSERT_TRUE(ok) << ok.status().to_string();
@@ -279,7 +273,6 @@ TEST(TokenizerJson, RefusesWhatCannotBeWritten) {
   bad = tokenizer_json_from(hf);
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.status().message().find("tokenizer.json"), std::string::npos);
-  fs::remove_all(dir);
 }
 
 // Random SentencePiece-like vocabularies: every derived merge produces a vocabulary piece, and ranks
@@ -321,7 +314,7 @@ TEST(SentencepieceMerges, RandomVocabulariesAreConsistent) {
 }
 
 TEST(TokenizerJson, Stories260KMergesReproduceLlama2cEncoding) {
-  const fs::path tok_file = source_dir() / "models/stories260K/tok512.bin";
+  const fs::path tok_file = models_dir() / "stories260K/tok512.bin";
   if (!fs::exists(tok_file)) GTEST_SKIP() << tok_file << " missing (run scripts/fetch-models.sh)";
   auto tok = load_llama2c_tokenizer(tok_file, 512);
   ASSERT_TRUE(tok) << tok.status().to_string();
@@ -361,6 +354,7 @@ TEST(TokenizerJson, Stories260KMergesReproduceLlama2cEncoding) {
   // Sample text: lines of TinyStories (the model's domain) plus random strings with non-ASCII bytes.
   std::vector<std::string> samples = {"Once upon a time", "Lily and Ben went to the park.", "hello world",
                                       "The cat sat on the mat", "naïve café — ünïcødé"};
+  ASSERT_TRUE(rtnq::test::shared_file_exists(shared_dir() / "data/tinystories/TinyStories-valid-head.txt"));
   std::ifstream stories(shared_dir() / "data/tinystories/TinyStories-valid-head.txt");
   std::string line;
   while (samples.size() < 400 && std::getline(stories, line))

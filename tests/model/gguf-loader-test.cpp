@@ -554,9 +554,7 @@ TEST_F(Seeded, TruncatedAndDamagedFilesGiveStatusErrors) {
 }
 
 std::filesystem::path smollm_path() {
-  const char* src = std::getenv("RTNQ_SOURCE_DIR");
-  return std::filesystem::path(src ? src : RTNQ_SOURCE_DIR) / "models" / "SmolLM2-135M-Instruct" /
-         "SmolLM2-135M-Instruct.Q4_1.gguf";
+  return test::models_dir() / "SmolLM2-135M-Instruct" / "SmolLM2-135M-Instruct.Q4_1.gguf";
 }
 
 TEST(GgufLoaderReal, SmolLM2) {

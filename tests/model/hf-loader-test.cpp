@@ -16,6 +16,7 @@
 #include "core/atomic-output.h"
 #include "io/safetensors-writer.h"
 #include "model/loaders.h"
+#include "test-util.h"
 
 namespace fs = std::filesystem;
 using namespace rtnq;
@@ -33,12 +34,6 @@ class HfLoaderTest : public ::testing::Test {
   void SetUp() override {
     seed_ = std::random_device{}();
     rng_.seed(seed_);
-    root_ = fs::temp_directory_path() / ("rtnq-hf-test-" + std::to_string(seed_) + "-" + std::to_string(::getpid()));
-    fs::create_directories(root_);
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(root_, ec);
   }
 
   ModelSpec tiny_spec(const std::string& arch) {
@@ -161,7 +156,8 @@ class HfLoaderTest : public ::testing::Test {
 
   uint32_t seed_ = 0;
   std::mt19937_64 rng_;
-  fs::path root_;
+  rtnq::test::TempDir tmp_{"rtnq-hf-test"};
+  const fs::path root_ = tmp_.path();
 };
 
 #define TRACE_SEED() SCOPED_TRACE(::testing::Message() << "seed " << seed_)

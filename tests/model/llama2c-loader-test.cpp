@@ -18,27 +18,18 @@
 #include "io/llama2c-tokenizer.h"
 #include "model/loaders.h"
 #include "rtnq/model.h"
+#include "test-util.h"
 
 namespace fs = std::filesystem;
 using namespace rtnq;
 
 namespace {
 
-fs::path source_dir() {
-  const char* env = std::getenv("RTNQ_SOURCE_DIR");
-  return env ? fs::path(env) : fs::path(RTNQ_SOURCE_DIR);
-}
+using rtnq::test::models_dir;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "rtnq-l2c-XXXXXX").string();
-    path = mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
+// Scratch folders named after this test.
+struct TempDir : rtnq::test::TempDir {
+  TempDir() : rtnq::test::TempDir("rtnq-l2c") {}
 };
 
 struct Config {
@@ -182,9 +173,9 @@ TEST_P(Llama2cSynthetic, ServesEveryArrayUnderHfNames) {
                            c.kv_heads, c.vocab, c.seq_len));
   const Checkpoint k = make_checkpoint(c, rng);
   TempDir dir;
-  const fs::path file = dir.path / "model.bin";
+  const fs::path file = dir.path() / "model.bin";
   write_file(file, serialize(k));
-  write_file(dir.path / fmt::format("tok{}.bin", c.vocab), make_tokenizer_file(c.vocab, rng));
+  write_file(dir.path() / fmt::format("tok{}.bin", c.vocab), make_tokenizer_file(c.vocab, rng));
 
   auto loaded = load_model(file);
   ASSERT_TRUE(loaded) << loaded.status().to_string();
@@ -287,7 +278,7 @@ TEST(Llama2cLoader, SizeMismatchIsCorruptAndNamesTheFile) {
     std::vector<char> bytes = good;
     if (delta < 0) bytes.resize(size_t(long(bytes.size()) + delta));
     else bytes.insert(bytes.end(), size_t(delta), '\x7f');
-    const fs::path file = dir.path / "bad.bin";
+    const fs::path file = dir.path() / "bad.bin";
     write_file(file, bytes);
     auto m = load_llama2c(file);
     ASSERT_FALSE(m) << "size delta " << delta;
@@ -318,7 +309,7 @@ TEST(Llama2cLoader, NonsenseHeadersAreRefused) {
       {64, 172, 5, 8, 4, INT32_MIN, 512},    // |vocab| overflows
   };
   for (const auto& h : cases) {
-    const fs::path file = dir.path / "hdr.bin";
+    const fs::path file = dir.path() / "hdr.bin";
     std::vector<char> bytes(reinterpret_cast<const char*>(h), reinterpret_cast<const char*>(h) + 28);
     bytes.resize(4096, '\0');
     write_file(file, bytes);
@@ -328,7 +319,7 @@ TEST(Llama2cLoader, NonsenseHeadersAreRefused) {
     EXPECT_NE(m.status().message().find(file.string()), std::string::npos) << m.status().message();
   }
   // Shorter than a header.
-  const fs::path tiny = dir.path / "tiny.bin";
+  const fs::path tiny = dir.path() / "tiny.bin";
   write_file(tiny, std::vector<char>(10, '\1'));
   auto m = load_llama2c(tiny);
   ASSERT_FALSE(m);
@@ -341,14 +332,14 @@ TEST(Llama2cLoader, BadTokenizerBesideCheckpointIsReported) {
   std::mt19937 rng(seed);
   const Config c = random_config(rng, true);
   TempDir dir;
-  const fs::path file = dir.path / "model.bin";
+  const fs::path file = dir.path() / "model.bin";
   write_file(file, serialize(make_checkpoint(c, rng)));
   // No tokenizer: loads, kind kNone.
   auto m = load_llama2c(file);
   ASSERT_TRUE(m) << m.status().to_string();
   EXPECT_EQ(m->tokenizer.kind, TokenizerData::Kind::kNone);
   // A tokenizer for another vocabulary size: refused, naming it.
-  write_file(dir.path / "tokenizer.bin", make_tokenizer_file(c.vocab + 5, rng));
+  write_file(dir.path() / "tokenizer.bin", make_tokenizer_file(c.vocab + 5, rng));
   m = load_llama2c(file);
   ASSERT_FALSE(m);
   EXPECT_NE(m.status().message().find("tokenizer.bin"), std::string::npos) << m.status().message();
@@ -361,7 +352,7 @@ TEST(Llama2cTokenizer, ReadsAndRefusesMalformedFiles) {
   const int32_t vocab = std::uniform_int_distribution<int32_t>(260, 400)(rng);
   const std::vector<char> good = make_tokenizer_file(vocab, rng);
   TempDir dir;
-  const fs::path file = dir.path / "tok.bin";
+  const fs::path file = dir.path() / "tok.bin";
   write_file(file, good);
   auto t = load_llama2c_tokenizer(file);
   ASSERT_TRUE(t) << t.status().to_string();
@@ -402,12 +393,12 @@ TEST(Llama2cTokenizer, ReadsAndRefusesMalformedFiles) {
 
 TEST(LoadModel, RefusesUnknownInputsListingAcceptedForms) {
   TempDir dir;
-  auto missing = load_model(dir.path / "nope.bin");
+  auto missing = load_model(dir.path() / "nope.bin");
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
   EXPECT_NE(missing.status().message().find("GGUF"), std::string::npos);
 
-  const fs::path text = dir.path / "notes.txt";
+  const fs::path text = dir.path() / "notes.txt";
   write_file(text, std::vector<char>({'h', 'e', 'l', 'l', 'o', ' ', 'w', 'o', 'r', 'l', 'd', '\n'}));
   auto m = load_model(text);
   ASSERT_FALSE(m);
@@ -417,7 +408,7 @@ TEST(LoadModel, RefusesUnknownInputsListingAcceptedForms) {
 
 // The real checkpoint shipped beside the project (README facts of shared/).
 TEST(Llama2cLoader, Stories260K) {
-  const fs::path file = source_dir() / "models/stories260K/stories260K.bin";
+  const fs::path file = models_dir() / "stories260K/stories260K.bin";
   if (!fs::exists(file)) GTEST_SKIP() << file << " missing (run scripts/fetch-models.sh)";
   auto loaded = load_model(file);
   ASSERT_TRUE(loaded) << loaded.status().to_string();

@@ -13,6 +13,8 @@
 
 #include <gtest/gtest.h>
 
+#include "test-util.h"
+
 namespace rtnq {
 namespace {
 
@@ -464,23 +466,15 @@ TEST(PlanResolve, LmHead) {
 
 class PlanFiles : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / fmt::format("rtnq-plan-test-{}-{}", ::getpid(), rng_.seed);
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::filesystem::path write(const std::string& name, const std::string& text) {
-    const auto p = dir_ / name;
-    std::ofstream(p) << text;
-    return p;
-  }
+  std::filesystem::path write(const std::string& name, const std::string& text) { return tmp_.write(name, text); }
   std::string load_error(const std::string& name, const std::string& text) {
     auto p = load_plan_file(write(name, text));
     EXPECT_FALSE(p.has_value()) << text;
     return p.has_value() ? std::string() : p.status().message();
   }
   Rng rng_;
-  std::filesystem::path dir_;
+  test::TempDir tmp_{"rtnq-plan-test"};
+  const std::filesystem::path dir_ = tmp_.path();
 };
 
 TEST_F(PlanFiles, TomlAndJsonAreEquivalent) {

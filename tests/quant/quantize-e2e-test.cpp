@@ -17,21 +17,18 @@
 #include "rtnq/model.h"
 #include "rtnq/plan.h"
 #include "rtnq/quant.h"
+#include "test-util.h"
 
 namespace fs = std::filesystem;
 
 namespace rtnq {
 namespace {
 
-fs::path models_dir() { return fs::path(std::getenv("RTNQ_SOURCE_DIR") ? std::getenv("RTNQ_SOURCE_DIR") : RTNQ_SOURCE_DIR) / "models"; }
+using test::models_dir;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("rtnq-e2e-" + std::to_string(::getpid()) + "-" + std::to_string(std::rand()));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
+// Scratch folders named after this test.
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("rtnq-e2e") {}
 };
 
 PlanTable uniform_plan(const ModelSpec& spec, QuantSpec all) {
@@ -112,7 +109,7 @@ TEST(QuantizeE2E, Stories260KWritesAndReadsBack) {
   plan.layers[1].fill({Precision::kKeep, 128});  // one layer kept whole: exercises the ignore list
   TempDir tmp;
   QuantizeOptions opts;
-  opts.output = tmp.path / "new" / "parents" / "out";  // missing parents are created
+  opts.output = tmp.path() / "new" / "parents" / "out";  // missing parents are created
   opts.progress = false;
   opts.threads = 2;
   opts.max_shard_bytes = 200'000;  // force several shards + index on this 1 MB model
@@ -147,12 +144,12 @@ TEST(QuantizeE2E, FailedRunLeavesNothingBehind) {
   PlanTable plan = uniform_plan(src->spec, {Precision::kInt4, kPerChannel});
   TempDir tmp;
   QuantizeOptions opts;
-  opts.output = tmp.path / "out";
+  opts.output = tmp.path() / "out";
   opts.progress = false;
   auto rep = quantize_model(*src, plan, opts);
   ASSERT_FALSE(rep);
   EXPECT_NE(rep.status().message().find("down_proj"), std::string::npos) << rep.status().message();
-  EXPECT_TRUE(fs::is_empty(tmp.path)) << "left behind: " << fs::directory_iterator(tmp.path)->path();
+  EXPECT_TRUE(fs::is_empty(tmp.path())) << "left behind: " << fs::directory_iterator(tmp.path())->path();
 }
 
 // A tiny random BF16 Llama folder with a NaN planted in layer `nan_layer`'s down_proj (-1: none).
@@ -197,12 +194,12 @@ fs::path write_tiny_hf(const fs::path& dir, int64_t nan_layer) {
 
 TEST(QuantizeE2E, FailureMidWriteLeavesNoCheckpointAndNamesTheTensor) {
   TempDir tmp;
-  const fs::path src_dir = write_tiny_hf(tmp.path / "src", /*nan_layer=*/2);
+  const fs::path src_dir = write_tiny_hf(tmp.path() / "src", /*nan_layer=*/2);
   auto src = load_model(src_dir);
   ASSERT_TRUE(src) << src.status().to_string();
   PlanTable plan = uniform_plan(src->spec, {Precision::kInt4, 32});
   QuantizeOptions opts;
-  opts.output = tmp.path / "out";
+  opts.output = tmp.path() / "out";
   opts.progress = false;
   opts.max_shard_bytes = 20'000;  // several shards are complete on disk before layer 2 fails
   auto rep = quantize_model(*src, plan, opts);
@@ -210,11 +207,11 @@ TEST(QuantizeE2E, FailureMidWriteLeavesNoCheckpointAndNamesTheTensor) {
   const std::string msg = rep.status().message();
   EXPECT_NE(msg.find("model.layers.2.mlp.down_proj.weight"), std::string::npos) << msg;
   EXPECT_NE(msg.find("77"), std::string::npos) << msg;  // the flat index of the NaN
-  for (const auto& e : fs::directory_iterator(tmp.path)) EXPECT_EQ(e.path().filename(), "src") << e.path();
+  for (const auto& e : fs::directory_iterator(tmp.path())) EXPECT_EQ(e.path().filename(), "src") << e.path();
 
   // The same model without the NaN quantizes, and a second run over an existing output with --force
   // replaces it whole.
-  const fs::path clean = write_tiny_hf(tmp.path / "clean", -1);
+  const fs::path clean = write_tiny_hf(tmp.path() / "clean", -1);
   auto ok_src = load_model(clean);
   ASSERT_TRUE(ok_src);
   ASSERT_TRUE(quantize_model(*ok_src, plan, opts));
@@ -241,7 +238,7 @@ TEST(QuantizeE2E, SmolLM2GgufGroup64ReadsBack) {
   plan.layers.back().fill({Precision::kInt8, 64});
   TempDir tmp;
   QuantizeOptions opts;
-  opts.output = tmp.path / "smol";
+  opts.output = tmp.path() / "smol";
   opts.progress = false;
   auto rep = quantize_model(*src, plan, opts);
   ASSERT_TRUE(rep) << rep.status().to_string();
