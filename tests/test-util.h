@@ -17,6 +17,9 @@
 
 #include <gtest/gtest.h>
 
+#include "core/read-file.h"
+#include "rtnq/model.h"
+
 #ifndef RTNQ_SOURCE_DIR
 #error "tests/CMakeLists.txt defines RTNQ_SOURCE_DIR (the repository root) for every test target"
 #endif
@@ -59,6 +62,31 @@ inline ::testing::AssertionResult shared_file_exists(const std::filesystem::path
   if (std::filesystem::exists(p, ec)) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << "shared data file " << p << " is missing; the shared folder is "
                                        << shared_dir() << " (set RTNQ_SHARED to the folder that holds models/ and data/)";
+}
+
+// A small Llama-shaped spec (hidden 256, intermediate 512, 4 heads / 2 KV of 64) with `layers` layers: every
+// power-of-two group size up to 128 divides each linear's input width, so any plan is valid on it.
+inline ModelSpec small_llama_spec(int64_t layers) {
+  ModelSpec s;
+  s.hidden_size = 256;
+  s.intermediate_size = 512;
+  s.num_layers = layers;
+  s.num_heads = 4;
+  s.num_kv_heads = 2;
+  s.head_dim = 64;
+  s.vocab_size = 1000;
+  return s;
+}
+
+// The bytes of a file a test needs (expected output, evaluation text); a failure to read it is a test
+// failure naming the file, and the result is then empty.
+inline std::string read_bytes(const std::filesystem::path& p) {
+  auto got = ::rtnq::read_file(p);
+  if (!got) {
+    ADD_FAILURE() << got.status().to_string();
+    return {};
+  }
+  return std::move(got).value();
 }
 
 // A fresh folder under the system temp dir, removed with everything in it when this goes out of

@@ -2,15 +2,14 @@
 //  [--kl-base BASE_MODEL] [--json] [--threads N]`: perplexity ± standard error on the CPU engine,
 // always saying which convention was used, and with --kl-base the KL divergence from a base model.
 #include <cstdio>
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "command.h"
+#include "core/read-file.h"
 #include "engine/llama-model.h"
 #include "engine/tokenizer.h"
 #include "eval/perplexity.h"
@@ -46,11 +45,9 @@ int run_perplexity(const PerplexityOptions& o) {
   params.ctx = o.ctx;
   params.limit_chunks = o.limit_chunks;
 
-  std::ifstream in(o.file, std::ios::binary);
-  if (!in) return report_error("perplexity", fmt::format("--file {}: cannot open", o.file));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const std::string text = ss.str();
+  auto read = read_file(o.file);
+  if (!read) return report_error("perplexity", "--file " + read.status().message());
+  const std::string text = std::move(read).value();
 
   std::unique_ptr<Tokenizer> tok;
   auto model = open_model(o.model, o.threads, &tok);

@@ -1,11 +1,10 @@
 // The Tokenizer base, the factory over TokenizerData, and reading tokenizer.json into a
 // ByteBpeConfig. The two algorithms live in sp-tokenizer.cpp and bpe-tokenizer.cpp.
-#include <fstream>
-#include <sstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core/read-file.h"
 #include "engine/tokenizer.h"
 
 namespace rtnq {
@@ -77,13 +76,10 @@ std::vector<std::string> pre_tokenizer_regexes(std::string_view pre) {
 }
 
 Expected<ByteBpeConfig> byte_bpe_config_from_tokenizer_json(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return not_found(fmt::format("{}: cannot open", file.string()));
-  std::stringstream ss;
-  ss << in.rdbuf();
+  RTNQ_ASSIGN_OR_RETURN(const std::string text, read_file(file));
   ByteBpeConfig cfg;
   try {
-    const auto j = nlohmann::json::parse(ss.str());
+    const auto j = nlohmann::json::parse(text);
     const auto& model = j.at("model");
     if (model.value("type", "BPE") != "BPE")
       return unsupported(fmt::format("{}: model type '{}' (expected BPE)", file.string(), model.value("type", "")));

@@ -4,12 +4,12 @@
 
 #include <array>
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 #include <system_error>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+
+#include "core/read-file.h"
 
 namespace rtnq {
 namespace {
@@ -282,11 +282,9 @@ Expected<std::filesystem::path> default_zeroshot_dir() {
 }
 
 Expected<std::string> read_task_bytes(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return not_found(fmt::format("{}: cannot open task file", file.string()));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string bytes = ss.str();
+  auto read = read_file(file);
+  if (!read) return Status(read.status().code(), read.status().message() + " (task file)");
+  std::string bytes = std::move(read).value();
   if (ends_with(file.string(), ".bz2")) return decompress_bz2(file, bytes);
   return bytes;
 }

@@ -3,13 +3,12 @@
 // mappings; quantized projections in compressed-tensors pack-quantized form are served raw too.
 #include <algorithm>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <unordered_map>
 
 #include <fmt/format.h>
 
 #include "core/progress.h"
+#include "core/read-file.h"
 #include "io/safetensors.h"
 #include "model/loaders.h"
 
@@ -29,12 +28,9 @@ constexpr const char* kSideFiles[] = {"tokenizer.json",          "tokenizer_conf
                                       "merges.txt",              "added_tokens.json",     "chat_template.jinja"};
 
 Expected<json> read_json_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return not_found(path.string() + ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
+  RTNQ_ASSIGN_OR_RETURN(const std::string text, read_file(path));
   try {
-    return json::parse(ss.str());
+    return json::parse(text);
   } catch (const json::exception& e) {
     return corrupt(fmt::format("{}: not valid JSON: {}", path.string(), e.what()));
   }
@@ -313,11 +309,7 @@ void read_tokenizer(const fs::path& dir, const ModelSpec& spec, LoadedModel& m) 
     if (auto it = tc->find("add_eos_token"); it != tc->end() && it->is_boolean()) tok.add_eos = it->get<bool>();
     if (auto it = tc->find("chat_template"); it != tc->end() && it->is_string()) tok.chat_template = it->get<std::string>();
   }
-  if (std::ifstream jinja(dir / "chat_template.jinja", std::ios::binary); jinja) {
-    std::stringstream ss;
-    ss << jinja.rdbuf();
-    tok.chat_template = ss.str();
-  }
+  if (auto jinja = read_file(dir / "chat_template.jinja")) tok.chat_template = std::move(jinja).value();
   for (const char* name : kSideFiles)
     if (fs::is_regular_file(dir / name, ec)) m.side_files.push_back(dir / name);
 }

@@ -3,12 +3,12 @@
 // messages.
 #include <algorithm>
 #include <cctype>
-#include <fstream>
 #include <sstream>
 
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
+#include "core/read-file.h"
 #include "rtnq/plan.h"
 
 namespace rtnq {
@@ -244,11 +244,9 @@ Expected<Plan> load_plan_file(const std::filesystem::path& path) {
   for (char& c : ext) c = char(std::tolower(static_cast<unsigned char>(c)));
   if (ext != ".toml" && ext != ".json")
     return invalid_argument(fmt::format("plan file {}: unknown format '{}'; expected a .toml or .json file", path.string(), ext));
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return not_found(fmt::format("plan file {}: cannot open it", path.string()));
-  std::ostringstream buf;
-  buf << in.rdbuf();
-  const std::string text = buf.str();
+  auto read = read_file(path);
+  if (!read) return Status(read.status().code(), "plan file " + read.status().message());
+  const std::string text = std::move(read).value();
   nlohmann::json doc;
   if (ext == ".toml") {
     try {

@@ -5,8 +5,6 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "engine/generate.h"
 #include "engine/llama-model.h"
@@ -16,19 +14,14 @@
 namespace rtnq {
 namespace {
 
+using test::read_bytes;
 using test::shared_dir;
 
-std::string read_file(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 TEST(StoriesGreedy, MatchesLlama2cByteForByte) {
   const auto dir = shared_dir() / "models" / "stories260K";
   ASSERT_TRUE(std::filesystem::exists(dir / "stories260K.bin")) << dir;
-  const std::string expected = read_file(dir / "expected-greedy.txt");
+  const std::string expected = read_bytes(dir / "expected-greedy.txt");
   ASSERT_FALSE(expected.empty());
 
   auto loaded = load_model(dir / "stories260K.bin");

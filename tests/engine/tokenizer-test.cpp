@@ -6,9 +6,7 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <random>
-#include <sstream>
 #include <unordered_map>
 
 #include "engine/tokenizer.h"
@@ -18,14 +16,9 @@ namespace rtnq {
 namespace {
 
 using test::models_dir;
+using test::read_bytes;
 using test::shared_dir;
 
-std::string read_file(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // run.c's encode(), restated: per-character lookup with byte fallback, then rescan for the best
 // pair every round. Works on the '▁' spelling the loader serves.
@@ -75,7 +68,7 @@ TEST(Tokenizer, SentencePieceMatchesRunCOnTinyStories) {
   auto tok = make_tokenizer(m->tokenizer);
   ASSERT_TRUE(tok) << tok.status().to_string();
   ASSERT_TRUE(test::shared_file_exists(shared_dir() / "data" / "tinystories" / "TinyStories-valid-head.txt"));
-  const std::string text = read_file(shared_dir() / "data" / "tinystories" / "TinyStories-valid-head.txt");
+  const std::string text = read_bytes(shared_dir() / "data" / "tinystories" / "TinyStories-valid-head.txt");
   ASSERT_GT(text.size(), 100000u);
   const uint32_t seed = std::random_device{}();
   SCOPED_TRACE("seed " + std::to_string(seed));
@@ -158,7 +151,7 @@ TEST(Tokenizer, SmolLM2RoundTripsAllOfWikiText2) {
   auto tok = make_tokenizer(m->tokenizer);
   ASSERT_TRUE(tok) << tok.status().to_string();
   ASSERT_TRUE(test::shared_file_exists(shared_dir() / "data" / "wikitext-2-raw" / "wiki.test.raw"));
-  const std::string text = read_file(shared_dir() / "data" / "wikitext-2-raw" / "wiki.test.raw");
+  const std::string text = read_bytes(shared_dir() / "data" / "wikitext-2-raw" / "wiki.test.raw");
   ASSERT_EQ(text.size(), 1290590u);
   const auto ids = (*tok)->encode(text, false, false);
   // English BPE with a 49k vocabulary: roughly 4 bytes a token.

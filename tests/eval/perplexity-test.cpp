@@ -6,9 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <random>
-#include <sstream>
 
 #include "engine/tokenizer.h"
 #include "eval/perplexity.h"
@@ -42,11 +40,13 @@ Fixture open_stories() {
     f.model.reset();  // the tests stop at ASSERT_TRUE(f.model)
     return f;
   }
-  std::ifstream in(text_path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
   // A random stretch of the file, so each run scores different text.
-  const std::string text = ss.str();
+  const std::string text = test::read_bytes(text_path);
+  if (text.size() < 30000) {
+    ADD_FAILURE() << text_path << " holds " << text.size() << " bytes; the tests need at least 30000";
+    f.model.reset();
+    return f;
+  }
   const uint32_t seed = std::random_device{}();
   std::mt19937 gen(seed);
   const size_t at = std::uniform_int_distribution<size_t>(0, text.size() - 30000)(gen);

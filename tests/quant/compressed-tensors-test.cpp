@@ -4,20 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include "test-util.h"
+
 namespace rtnq {
 namespace {
 
-ModelSpec small_spec(int64_t layers) {
-  ModelSpec s;
-  s.hidden_size = 256;
-  s.intermediate_size = 512;
-  s.num_layers = layers;
-  s.num_heads = 4;
-  s.num_kv_heads = 2;
-  s.head_dim = 64;
-  s.vocab_size = 1000;
-  return s;
-}
+using test::small_llama_spec;
 
 TEST(CompressedTensors, RandomPlansRoundTripThroughTheConfig) {
   const unsigned seed = std::random_device{}();
@@ -25,7 +17,7 @@ TEST(CompressedTensors, RandomPlansRoundTripThroughTheConfig) {
   const QuantSpec choices[] = {{Precision::kKeep, 128}, {Precision::kInt4, 128}, {Precision::kInt4, 64},
                                {Precision::kInt8, 128}, {Precision::kInt8, kPerChannel}, {Precision::kInt4, kPerChannel}};
   for (int trial = 0; trial < 20; ++trial) {
-    const ModelSpec spec = small_spec(1 + int64_t(rng() % 12));
+    const ModelSpec spec = small_llama_spec(1 + int64_t(rng() % 12));
     PlanTable plan;
     plan.layers.resize(size_t(spec.num_layers));
     for (auto& l : plan.layers)
@@ -40,7 +32,9 @@ TEST(CompressedTensors, RandomPlansRoundTripThroughTheConfig) {
         ASSERT_TRUE(got) << got.status().to_string() << " seed " << seed;
         const QuantSpec& want = plan.at(l, Module(m));
         ASSERT_EQ(got->precision, want.precision) << module_hf_prefix(l, Module(m)) << " seed " << seed;
-        if (want.precision != Precision::kKeep) ASSERT_EQ(got->group_size, want.group_size) << "seed " << seed;
+        if (want.precision != Precision::kKeep) {
+          ASSERT_EQ(got->group_size, want.group_size) << "seed " << seed;
+        }
       }
     auto lm = scheme_for_module(cfg, "lm_head");
     ASSERT_TRUE(lm);

@@ -43,18 +43,7 @@ ModelSpec smollm2_spec() {
   return s;
 }
 
-// Dimensions every power-of-two group up to 128 divides.
-ModelSpec round_spec(int64_t layers) {
-  ModelSpec s;
-  s.hidden_size = 256;
-  s.intermediate_size = 512;
-  s.num_layers = layers;
-  s.num_heads = 4;
-  s.num_kv_heads = 2;
-  s.head_dim = 64;
-  s.vocab_size = 1000;
-  return s;
-}
+using test::small_llama_spec;  // dimensions every power-of-two group up to 128 divides
 
 PlanRule rule(std::string_view sel, Precision p) {
   auto r = parse_rule_selector(sel, p, "test " + std::string(sel));
@@ -231,7 +220,7 @@ TEST(PlanSelector, BadSelectorsNameTheFlag) {
 TEST(PlanResolve, DefaultIsInt4Group128EverywhereAndLmHeadKept) {
   Rng rng;
   SEED_TRACE(rng);
-  const ModelSpec spec = round_spec(rng.uniform(1, 40));
+  const ModelSpec spec = small_llama_spec(rng.uniform(1, 40));
   auto t = resolve_plan(Plan{}, spec);
   ASSERT_TRUE(t.has_value()) << t.status().message();
   ASSERT_EQ(int64_t(t->layers.size()), spec.num_layers);
@@ -250,7 +239,7 @@ TEST(PlanResolve, LaterRulesWin) {
   const std::vector<std::string> module_texts = {"all", "qkv", "o", "attn", "mlp", "gate_up", "down", "qkv,down", "o,gate_up"};
   const std::vector<int64_t> groups = {kBaseGroup, 32, 64, 128, kPerChannel};
   for (int trial = 0; trial < 40; ++trial) {
-    const ModelSpec spec = round_spec(rng.uniform(1, 32));
+    const ModelSpec spec = small_llama_spec(rng.uniform(1, 32));
     const int64_t L = spec.num_layers;
     Plan plan;
     plan.base = {rng.uniform(0, 1) ? Precision::kInt4 : Precision::kInt8, groups[size_t(rng.uniform(1, 4))]};
@@ -307,7 +296,7 @@ TEST(PlanResolve, LaterRulesWin) {
 }
 
 TEST(PlanResolve, OverrideOrderMatters) {
-  const ModelSpec spec = round_spec(8);
+  const ModelSpec spec = small_llama_spec(8);
   Plan a;
   a.rules = {rule("all", Precision::kInt8), rule("first:2", Precision::kKeep)};
   Plan b;
@@ -320,7 +309,7 @@ TEST(PlanResolve, OverrideOrderMatters) {
 }
 
 TEST(PlanResolve, HybridTouchesOnlyItsLayersAndModules) {
-  const ModelSpec spec = round_spec(6);
+  const ModelSpec spec = small_llama_spec(6);
   Plan plan;
   plan.rules = {rule("0-3:mlp@64", Precision::kInt8), rule("last:1:attn", Precision::kKeep)};
   auto t = resolve_plan(plan, spec);
@@ -341,7 +330,7 @@ TEST(PlanResolve, HybridTouchesOnlyItsLayersAndModules) {
 TEST(PlanResolve, SplitQkvIsRefusedNamingLayerModulesAndRule) {
   Rng rng;
   SEED_TRACE(rng);
-  const ModelSpec spec = round_spec(12);
+  const ModelSpec spec = small_llama_spec(12);
   const int64_t layer = rng.uniform(0, 11);
   Plan plan;
   plan.rules = {rule(fmt::format("{}:q", layer), Precision::kInt8)};
@@ -361,7 +350,7 @@ TEST(PlanResolve, SplitQkvIsRefusedNamingLayerModulesAndRule) {
 }
 
 TEST(PlanResolve, SplitGateUpIsRefused) {
-  const ModelSpec spec = round_spec(5);
+  const ModelSpec spec = small_llama_spec(5);
   Plan plan;
   plan.rules = {rule("2,4:up", Precision::kKeep)};
   const std::string msg = resolve_error(plan, spec);
@@ -405,7 +394,7 @@ TEST(PlanResolve, GroupMustDivideInFeatures) {
 
 TEST(PlanResolve, Int4NeedsWholeInt32Words) {
   // stories260K: hidden 64, intermediate 172; 172 int4 values do not fill whole int32 words.
-  ModelSpec spec = round_spec(5);
+  ModelSpec spec = small_llama_spec(5);
   spec.hidden_size = 64;
   spec.intermediate_size = 172;
   spec.num_heads = 8;
@@ -428,7 +417,7 @@ TEST(PlanResolve, Int4NeedsWholeInt32Words) {
 }
 
 TEST(PlanResolve, RulesSelectingNothingOrTooMuchAreRefused) {
-  const ModelSpec spec = round_spec(30);
+  const ModelSpec spec = small_llama_spec(30);
   Plan plan;
   plan.rules = {rule("first:2", Precision::kKeep), rule("30:down", Precision::kInt8)};
   std::string msg = resolve_error(plan, spec);
@@ -447,7 +436,7 @@ TEST(PlanResolve, RulesSelectingNothingOrTooMuchAreRefused) {
 }
 
 TEST(PlanResolve, LmHead) {
-  ModelSpec spec = round_spec(4);
+  ModelSpec spec = small_llama_spec(4);
   Plan plan;
   plan.base.group_size = 64;
   plan.lm_head = QuantSpec{Precision::kInt8, kBaseGroup};
@@ -527,7 +516,7 @@ precision = "int8"
   EXPECT_EQ(pt->rules[2].spec, (QuantSpec{Precision::kInt8, 32}));
   EXPECT_EQ(pt->rules[0].spec.group_size, kBaseGroup);
 
-  const ModelSpec spec = round_spec(16);
+  const ModelSpec spec = small_llama_spec(16);
   auto tt = resolve_plan(*pt, spec), tj = resolve_plan(*pj, spec);
   ASSERT_TRUE(tt.has_value()) << tt.status().message();
   ASSERT_TRUE(tj.has_value());
@@ -652,7 +641,7 @@ TEST(PlanStats, HandComputedInt8PerChannel) {
 TEST(PlanStats, EverythingKeptCostsTheOriginalAndInt4IsAboutAQuarter) {
   Rng rng;
   SEED_TRACE(rng);
-  ModelSpec spec = round_spec(rng.uniform(1, 20));
+  ModelSpec spec = small_llama_spec(rng.uniform(1, 20));
   spec.hidden_size = 64 * rng.uniform(1, 8);
   spec.num_heads = spec.hidden_size / 64;
   spec.num_kv_heads = 1;
