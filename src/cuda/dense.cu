@@ -35,7 +35,7 @@ cudaError_t gemm_dense(const void* a, const RepackedWeight& w, void* c, int64_t 
 }
 
 int64_t default_dense_crossover_m(int64_t n, int64_t k, int bits) {
-  // Measured by bench-gemm on an H100 80GB HBM3 (docs/perf-notes.md "## CUDA GEMM", decode kernel run G): the
+  // Measured by bench-gemm on an H100 80GB HBM3 (docs/perf-notes.md "## CUDA GEMM", decode kernel runs G and H): the
   // fused kernels beat cuBLAS BF16 on a dense copy up to m = 16 on every Llama-3 8B/70B linear (the decode
   // kernel covers m <= 16) and lose from m = 32 (the tiled kernel). SmolLM2-sized linears (< 8M weights) never
   // gain from the fused kernel (its ~4 us floor exceeds cuBLAS's whole time), so they always take cuBLAS.

@@ -24,6 +24,8 @@
 // it, so with the launch attribute set the prologue overlaps the previous kernel's tail.
 #pragma once
 
+#include <atomic>
+
 #include "cuda/gemm-kernel.cuh"
 
 namespace rtnq::cuda::detail {
@@ -325,22 +327,24 @@ cudaError_t launch_gemm_decode(const DecodeParams& p, int blocks, bool pdl, cuda
   return cudaGetLastError();
 }
 
-// Blocks per SM for this m and scale-row mode (shared memory decides), cached per (m, mode).
+// Blocks per SM for this m and scale-row mode (shared memory decides), cached per (m, mode). Atomic slots: host
+// threads may launch concurrently, and they all compute the same value.
 template <int BITS, typename T, bool kWide>
 int gemm_decode_blocks_per_sm(int m, bool unit_scales) {
-  static int cache[kDecodeMaxM + 1][2] = {};
-  int& slot = cache[m][unit_scales ? 1 : 0];
-  if (slot == 0) {
-    int b = 0;
+  static std::atomic<int> cache[kDecodeMaxM + 1][2] = {};
+  std::atomic<int>& slot = cache[m][unit_scales ? 1 : 0];
+  int blocks = slot.load(std::memory_order_relaxed);
+  if (blocks == 0) {
     if (decode_smem_attr<BITS, T, kWide>() != cudaSuccess ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, gemm_decode_kernel<BITS, T, kWide>, kDecThreads,
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, gemm_decode_kernel<BITS, T, kWide>, kDecThreads,
                                                       DecodeSizes<BITS>::smem_bytes(m, unit_scales)) != cudaSuccess) {
       (void)cudaGetLastError();
-      b = 1;
+      blocks = 1;
     }
-    slot = b > 0 ? b : 1;
+    blocks = blocks > 0 ? blocks : 1;
+    slot.store(blocks, std::memory_order_relaxed);
   }
-  return slot;
+  return blocks;
 }
 
 #define RTNQ_DECODE_INSTANCE(PREFIX, BITS, T, WIDE)                                                           \

@@ -125,9 +125,8 @@ cudaError_t dispatch_decode_as(const GemmParams& base, int64_t m, size_t ws_byte
   const int64_t min_batches = std::max(1, opt.decode_min_batches);
   const int64_t warps = std::min(pieces, std::max<int64_t>(1, batches / min_batches));
   const int per_block = kDecThreads / 32;
-  int per_sm = gemm_decode_blocks_per_sm<BITS, T, kWide>(int(m), Sz::unit_scales(base.group));
-  if (opt.decode_blocks_per_sm > 0) per_sm = std::min(per_sm, opt.decode_blocks_per_sm);
-  const int64_t slots = int64_t(sm_count()) * per_sm;
+  const int64_t slots =
+      int64_t(sm_count()) * gemm_decode_blocks_per_sm<BITS, T, kWide>(int(m), Sz::unit_scales(base.group));
   const int64_t blocks = std::min(slots, (warps + per_block - 1) / per_block);
   const cudaError_t e = launch_gemm_decode<BITS, T, kWide>(p, int(blocks), opt.pdl, stream);
   if (e != cudaSuccess) return fail(e, std::string("gemm_quant: decode launch failed: ") + cudaGetErrorString(e));

@@ -65,9 +65,6 @@ struct GemmOptions {
   // Decode kernel: each warp streams at least this many 2 KB weight batches (0 = as many warps as the card
   // holds at once, however little each gets). Fewer, longer streams mean fewer split-k hand-offs.
   int decode_min_batches = 0;
-  // Decode kernel: resident blocks per SM to fill (0 = as many as shared memory allows). Fewer leave room for
-  // the next kernel's blocks to start streaming their weights while this one finishes (with pdl).
-  int decode_blocks_per_sm = 0;
   // Decode kernel: launch with programmatic stream serialization, so its weight prefetch overlaps the tail of
   // the kernel before it in the stream (it waits for that kernel before reading A or the workspace).
   bool pdl = true;
