@@ -5,8 +5,12 @@
 // achieved GB/s, % of the HBM roofline (bytes that must move / copy bandwidth measured here), TFLOP/s and the
 // speed-up over cuBLAS. Times: CUDA graph of back-to-back launches over rotated weight copies (working set
 // above 3x L2, so the cache is never warm from the previous call), median of the replays.
-// Usage: bench-gemm [out_dir] [--quick] [--decode-only]   (writes out_dir/gemm.md and out_dir/gemm.json)
-//   --decode-only: only the decode-kernel variants table (m = 1, 4, 16), for quick A/B runs.
+// Usage: bench-gemm [out_dir] [--quick] [--decode-only] [--no-variants] [--ms M1,M2,..] [--shapes 8B,70B,..]
+//   (writes out_dir/gemm.md and out_dir/gemm.json)
+//   --decode-only: only the decode-kernel variants table (m = 1, 4, 16), for quick A/B runs;
+//   --swap-only: only the swapped-operand kernel's variants table (m = 16..256);
+//   --one K,N,M[,NT]: just three eager INT4 gemm_quant calls on one shape (for a profiler), then exit;
+//   --no-variants: skip both variants tables; --ms: the m values of the main table; --shapes: only these models.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -113,7 +117,8 @@ struct Shape {
 struct Row {
   std::string model, name;
   int64_t k, n, m;
-  double us_q4_t16 = 0, us_q4_t64 = 0;  // forced 16- / 64-row m tiles (m in 32..256)
+  double us_q4_t16 = 0, us_q4_t64 = 0;  // the tiled kernel with forced 16- / 64-row m tiles (m in 32..256)
+  double us_q4_swap = 0;                // the swapped-operand kernel forced where auto picks the decode kernel
   double us_q4 = 0, us_q8 = 0, us_dense4 = 0, us_bf16 = 0, us_fp16 = 0;
   double us_auto = 0;  // gemm_auto_cached at the default crossover (fused, or cuBLAS on the kept dense copy)
   double bytes_q4 = 0, bytes_q8 = 0, flops = 0;
@@ -161,16 +166,71 @@ std::vector<rc::RepackedWeight> make_weights(int64_t n, int64_t k, int bits, int
   return out;
 }
 
+// The main table's last column: the kernels auto did not pick, where they were timed.
+std::string other_kernels(const Row& r) {
+  char buf[128];
+  if (r.us_q4_swap > 0) {
+    std::snprintf(buf, sizeof buf, "swap %.1f", r.us_q4_swap);
+    return buf;
+  }
+  if (r.us_q4_t16 > 0) {
+    std::snprintf(buf, sizeof buf, "tiled-16 %.1f, tiled-64 %.1f", r.us_q4_t16, r.us_q4_t64);
+    return buf;
+  }
+  return "-";
+}
+
 int copies_for(double bytes, double l2) { return int(std::clamp(3.0 * l2 / bytes + 1.0, 1.0, 64.0)); }
+
+// Three eager calls of the fused INT4 kernel on one shape (a profiler's target: nothing else runs).
+int profile_one(int64_t k, int64_t n, int64_t m, int nt) {
+  BENCH_CHECK(cudaStreamCreate(&g_stream));
+  auto w = make_weights(n, k, 4, 1, 11);
+  rc::GemmWorkspace ws;
+  BENCH_CHECK(rc::gemm_workspace_alloc(m, n, &ws, g_stream));
+  void *a, *c;
+  BENCH_CHECK(cudaMalloc(&a, size_t(m * k * 2)));
+  BENCH_CHECK(cudaMalloc(&c, size_t(m * n * 2)));
+  fill_random(a, size_t(m * k), DType::kBF16, 14);
+  rc::GemmOptions o;
+  o.swap_tokens = nt;
+  if (nt != 0) o.kernel = rc::GemmOptions::Kernel::kSwap;
+  for (int i = 0; i < 3; ++i) BENCH_CHECK(rc::gemm_quant(a, w[0], c, m, ws, g_stream, o));
+  BENCH_CHECK(cudaStreamSynchronize(g_stream));
+  std::printf("profile_one k=%lld n=%lld m=%lld: done\n", (long long)k, (long long)n, (long long)m);
+  return 0;
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string out_dir = ".";
-  bool quick = false, decode_only = false;
+  bool quick = false, decode_only = false, swap_only = false, variants = true;
+  std::vector<int64_t> ms_arg;
+  std::string models_arg;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) quick = true;
     else if (std::strcmp(argv[i], "--decode-only") == 0) decode_only = true;
+    else if (std::strcmp(argv[i], "--swap-only") == 0) swap_only = true;
+    else if (std::strcmp(argv[i], "--no-variants") == 0) variants = false;
+    else if (std::strcmp(argv[i], "--ms") == 0 && i + 1 < argc) {
+      for (const char* q = argv[++i]; *q;) {
+        char* end = nullptr;
+        ms_arg.push_back(std::strtoll(q, &end, 10));
+        if (end == q || ms_arg.back() < 1) {
+          std::fprintf(stderr, "bench-gemm: --ms wants positive integers separated by commas\n");
+          return 2;
+        }
+        q = *end == ',' ? end + 1 : end;
+      }
+    } else if (std::strcmp(argv[i], "--one") == 0 && i + 1 < argc) {
+      long long k = 0, n = 0, m = 0, nt = 0;
+      if (std::sscanf(argv[++i], "%lld,%lld,%lld,%lld", &k, &n, &m, &nt) < 3 || k < 1 || n < 1 || m < 1) {
+        std::fprintf(stderr, "bench-gemm: --one wants K,N,M[,NT]\n");
+        return 2;
+      }
+      return profile_one(k, n, m, int(nt));
+    } else if (std::strcmp(argv[i], "--shapes") == 0 && i + 1 < argc) models_arg = "," + std::string(argv[++i]) + ",";
     else out_dir = argv[i];
   }
   cudaDeviceProp prop{};
@@ -191,8 +251,14 @@ int main(int argc, char** argv) {
       {"SmolLM2", "o", 576, 576},      {"SmolLM2", "gate_up", 576, 3072}, {"SmolLM2", "down", 1536, 576}};
   std::vector<int64_t> ms = {1, 4, 16, 32, 64, 128, 256, 1024, 4096};
   if (quick) ms = {1, 16, 64, 256, 1024};
-  if (decode_only) ms.clear();
-  const int64_t max_m = ms.empty() ? 16 : ms.back();
+  if (!ms_arg.empty()) ms = ms_arg;
+  if (decode_only || swap_only) ms.clear();
+  if (!models_arg.empty())
+    shapes.erase(std::remove_if(shapes.begin(), shapes.end(),
+                                [&](const Shape& s) { return models_arg.find("," + std::string(s.model) + ",") == std::string::npos; }),
+                 shapes.end());
+  const bool swap_variants = variants && !decode_only;
+  const int64_t max_m = std::max<int64_t>(swap_variants ? 256 : 16, ms.empty() ? 16 : *std::max_element(ms.begin(), ms.end()));
 
   // Decode-kernel variants (m <= 16), same run: minimum batches per warp 1 (default), 2, 4, 8, 16; without
   // PDL; the tiled kernel; INT8. Printed as their own table (with the 8B layer summed); the main table uses the
@@ -206,6 +272,13 @@ int main(int argc, char** argv) {
     std::vector<double> us;
   };
   std::vector<VariantRow> variant_rows;
+  // Swapped-operand kernel variants (m = 16..256): token tile forced, minimum k batches per block, no PDL,
+  // INT8, next to the tiled kernel and cuBLAS BF16 (same run).
+  const std::vector<std::string> swap_names = {"swap (auto)", "tokens 16", "tokens 32", "tokens 64", "min 4 batches/block",
+                                               "min 8", "min 16", "no PDL", "tiled kernel", "INT8 swap", "cuBLAS BF16",
+                                               "INT4 roofline"};
+  std::vector<VariantRow> swap_rows;
+  std::vector<int64_t> swap_ms = {16, 32, 64, 128, 256};
 
   rc::GemmWorkspace ws;
   BENCH_CHECK(rc::gemm_workspace_alloc(256, 57344, &ws, g_stream));
@@ -227,7 +300,7 @@ int main(int argc, char** argv) {
     BENCH_CHECK(cudaMalloc(&c, size_t(max_m * s.n * 2)));
     BENCH_CHECK(cudaMalloc(&scratch, size_t(dense_bytes)));
     fill_random(a, size_t(max_m * s.k), DType::kBF16, 14);
-    if (s.model != std::string("SmolLM2"))
+    if (variants && !swap_only && s.model != std::string("SmolLM2"))
       for (int64_t m : {1, 4, 16}) {
         auto t = [&](std::vector<rc::RepackedWeight>& w, int copies, rc::GemmOptions o) {
           return time_graph([&](int i) { BENCH_CHECK(rc::gemm_quant(a, w[i], c, m, ws, g_stream, o)); }, copies);
@@ -251,12 +324,45 @@ int main(int argc, char** argv) {
         v.us.push_back((q4_bytes + double(m) * (s.k + s.n) * 2) / (copy_gbs * 1e3));
         variant_rows.push_back(v);
       }
+    if (swap_variants && s.model != std::string("SmolLM2"))
+      for (int64_t m : swap_ms) {
+        auto t = [&](std::vector<rc::RepackedWeight>& w, int copies, rc::GemmOptions o) {
+          o.kernel = rc::GemmOptions::Kernel::kSwap;
+          return time_graph([&](int i) { BENCH_CHECK(rc::gemm_quant(a, w[i], c, m, ws, g_stream, o)); }, copies);
+        };
+        VariantRow v{s.model, s.name, m, {}};
+        v.us.push_back(t(w4, c4, {}));
+        for (int nt : {16, 32, 64}) {
+          rc::GemmOptions o;
+          o.swap_tokens = nt;
+          v.us.push_back(t(w4, c4, o));
+        }
+        for (int b : {4, 8, 16}) {
+          rc::GemmOptions o;
+          o.swap_min_iters = b;
+          v.us.push_back(t(w4, c4, o));
+        }
+        rc::GemmOptions nopdl, tiled;
+        nopdl.pdl = false;
+        v.us.push_back(t(w4, c4, nopdl));
+        tiled.m_tile_rows = m <= 16 ? 16 : 64;
+        v.us.push_back(time_graph([&](int i) { BENCH_CHECK(rc::gemm_quant(a, w4[i], c, m, ws, g_stream, tiled)); }, c4));
+        v.us.push_back(t(w8, c8, {}));
+        v.us.push_back(time_graph([&](int i) { BENCH_CHECK(rc::cublas_gemm_nt(a, dense[i], c, m, s.n, s.k, DType::kBF16, cublas)); }, cd));
+        v.us.push_back((q4_bytes + double(m) * (s.k + s.n) * 2) / (copy_gbs * 1e3));
+        swap_rows.push_back(v);
+      }
     for (int64_t m : ms) {
       Row r{s.model, s.name, s.k, s.n, m};
       r.flops = 2.0 * m * s.n * s.k;
       r.bytes_q4 = q4_bytes + double(m) * (s.k + s.n) * 2;
       r.bytes_q8 = q8_bytes + double(m) * (s.k + s.n) * 2;
       r.us_q4 = time_graph([&](int i) { BENCH_CHECK(rc::gemm_quant(a, w4[i], c, m, ws, g_stream)); }, c4);
+      if (m <= 16) {
+        rc::GemmOptions sw;
+        sw.kernel = rc::GemmOptions::Kernel::kSwap;
+        r.us_q4_swap = time_graph([&](int i) { BENCH_CHECK(rc::gemm_quant(a, w4[i], c, m, ws, g_stream, sw)); }, c4);
+      }
       if (m >= 32 && m <= 256) {
         rc::GemmOptions o16, o64;
         o16.m_tile_rows = 16;
@@ -293,9 +399,9 @@ int main(int argc, char** argv) {
       }
       rows.push_back(r);
       std::fprintf(stderr,
-                   "%s %s m=%lld: q4 %.1f us (16-row %.1f, 64-row %.1f), q8 %.1f us, dense %.1f us, bf16 %.1f us, "
+                   "%s %s m=%lld: q4 %.1f us (swap %.1f, 16-row %.1f, 64-row %.1f), q8 %.1f us, dense %.1f us, bf16 %.1f us, "
                    "fp16 %.1f us, auto %.1f us\n",
-                   s.model, s.name, (long long)m, r.us_q4, r.us_q4_t16, r.us_q4_t64, r.us_q8, r.us_dense4, r.us_bf16,
+                   s.model, s.name, (long long)m, r.us_q4, r.us_q4_swap, r.us_q4_t16, r.us_q4_t64, r.us_q8, r.us_dense4, r.us_bf16,
                    r.us_fp16, r.us_auto);
     }
     for (auto& w : w4) rc::repacked_weight_free(&w);
@@ -310,7 +416,7 @@ int main(int argc, char** argv) {
     Row sum{"8B", "4 linears", 0, 0, m};
     for (const Row& r : rows)
       if (r.model == "8B" && r.m == m) {
-        sum.us_q4 += r.us_q4, sum.us_q4_t16 += r.us_q4_t16, sum.us_q4_t64 += r.us_q4_t64, sum.us_q8 += r.us_q8, sum.us_dense4 += r.us_dense4;
+        sum.us_q4 += r.us_q4, sum.us_q4_swap += r.us_q4_swap, sum.us_q4_t16 += r.us_q4_t16, sum.us_q4_t64 += r.us_q4_t64, sum.us_q8 += r.us_q8, sum.us_dense4 += r.us_dense4;
         sum.us_bf16 += r.us_bf16, sum.us_fp16 += r.us_fp16, sum.us_auto += r.us_auto;
         sum.bytes_q4 += r.bytes_q4, sum.bytes_q8 += r.bytes_q8, sum.flops += r.flops;
       }
@@ -321,25 +427,25 @@ int main(int argc, char** argv) {
   char line[1024];
   md += "| model | linear | k x n | m | INT4 us | INT4 GB/s | INT4 % roofline | INT4 TFLOP/s | INT4 vs cuBLAS BF16 | "
         "INT4 vs cuBLAS FP16 | INT8 us | INT8 % roofline | INT8 vs BF16 | dequant+cuBLAS us | cuBLAS BF16 us | "
-        "cuBLAS FP16 us | dual path (auto, cached copy) us | dual path vs BF16 |\n";
-  md += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+        "cuBLAS FP16 us | dual path (auto, cached copy) us | dual path vs BF16 | INT4 other kernels us |\n";
+  md += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   bool first = true;
   for (const Row& r : rows) {
     const double roof4 = r.bytes_q4 / (copy_gbs * 1e3), roof8 = r.bytes_q8 / (copy_gbs * 1e3);
     std::snprintf(line, sizeof line,
                   "| %s | %s | %lldx%lld | %lld | %.1f | %.0f | %.0f%% | %.1f | %.2fx | %.2fx | %.1f | %.0f%% | %.2fx | %.1f | "
-                  "%.1f | %.1f | %.1f | %.2fx |\n",
+                  "%.1f | %.1f | %.1f | %.2fx | %s |\n",
                   r.model.c_str(), r.name.c_str(), (long long)r.k, (long long)r.n, (long long)r.m, r.us_q4,
                   r.bytes_q4 / (r.us_q4 * 1e3), 100 * roof4 / r.us_q4, r.flops / (r.us_q4 * 1e6), r.us_bf16 / r.us_q4,
                   r.us_fp16 / r.us_q4, r.us_q8, 100 * roof8 / r.us_q8, r.us_bf16 / r.us_q8, r.us_dense4, r.us_bf16,
-                  r.us_fp16, r.us_auto, r.us_bf16 / r.us_auto);
+                  r.us_fp16, r.us_auto, r.us_bf16 / r.us_auto, other_kernels(r).c_str());
     md += line;
     std::snprintf(line, sizeof line,
                   "%s  {\"model\": \"%s\", \"linear\": \"%s\", \"k\": %lld, \"n\": %lld, \"m\": %lld, \"int4_us\": %.3f, "
-                  "\"int4_tile16_us\": %.3f, \"int4_tile64_us\": %.3f, \"int8_us\": %.3f, \"dense_int4_us\": %.3f, \"cublas_bf16_us\": %.3f, \"cublas_fp16_us\": %.3f, \"auto_cached_us\": %.3f, "
+                  "\"int4_swap_us\": %.3f, \"int4_tile16_us\": %.3f, \"int4_tile64_us\": %.3f, \"int8_us\": %.3f, \"dense_int4_us\": %.3f, \"cublas_bf16_us\": %.3f, \"cublas_fp16_us\": %.3f, \"auto_cached_us\": %.3f, "
                   "\"int4_roofline_us\": %.3f, \"int8_roofline_us\": %.3f, \"flops\": %.0f}",
                   first ? "" : ",\n", r.model.c_str(), r.name.c_str(), (long long)r.k, (long long)r.n, (long long)r.m,
-                  r.us_q4, r.us_q4_t16, r.us_q4_t64, r.us_q8, r.us_dense4, r.us_bf16, r.us_fp16, r.us_auto, roof4, roof8,
+                  r.us_q4, r.us_q4_swap, r.us_q4_t16, r.us_q4_t64, r.us_q8, r.us_dense4, r.us_bf16, r.us_fp16, r.us_auto, roof4, roof8,
                   r.flops);
     json += line;
     first = false;
@@ -358,20 +464,23 @@ int main(int argc, char** argv) {
     md += line;
   }
   md += "\n";
-  {
-    for (int64_t m : {1, 4, 16}) {
-      VariantRow sum{"8B", "4 linears", m, std::vector<double>(variant_names.size(), 0.0)};
-      for (const VariantRow& v : variant_rows)
+  // A variants table with the 8B layer summed per m.
+  auto variants_table = [&](const char* title, const std::vector<std::string>& names, std::vector<VariantRow> vrows,
+                            const std::vector<int64_t>& vms) {
+    if (vrows.empty()) return;
+    for (int64_t m : vms) {
+      VariantRow sum{"8B", "4 linears", m, std::vector<double>(names.size(), 0.0)};
+      for (const VariantRow& v : vrows)
         if (v.model == "8B" && v.m == m)
           for (size_t i = 0; i < v.us.size(); ++i) sum.us[i] += v.us[i];
-      variant_rows.push_back(sum);
+      vrows.push_back(sum);
     }
-    md += "\nDecode kernel variants (us; INT4 unless named):\n\n| model | linear | m |";
-    for (const auto& n : variant_names) md += " " + n + " |";
+    md += std::string("\n") + title + " (us; INT4 unless named):\n\n| model | linear | m |";
+    for (const auto& n : names) md += " " + n + " |";
     md += "\n|---|---|---|";
-    for (size_t i = 0; i < variant_names.size(); ++i) md += "---|";
+    for (size_t i = 0; i < names.size(); ++i) md += "---|";
     md += "\n";
-    for (const VariantRow& v : variant_rows) {
+    for (const VariantRow& v : vrows) {
       md += "| " + v.model + " | " + v.name + " | " + std::to_string(v.m) + " |";
       for (double us : v.us) {
         std::snprintf(line, sizeof line, " %.1f |", us);
@@ -379,7 +488,9 @@ int main(int argc, char** argv) {
       }
       md += "\n";
     }
-  }
+  };
+  variants_table("Decode kernel variants", variant_names, variant_rows, {1, 4, 16});
+  variants_table("Swapped-operand kernel variants", swap_names, swap_rows, swap_ms);
   std::printf("%s", md.c_str());
   if (FILE* f = std::fopen((out_dir + "/gemm.md").c_str(), "w")) {
     std::fputs(md.c_str(), f);

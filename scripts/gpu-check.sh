@@ -40,7 +40,7 @@ lib=()
 for s in "${lib_srcs[@]}"; do lib+=("$bld/$(echo "$s" | tr / _).o"); done
 nvcc "$arch" "${lib[@]}" "$bld"/tests_cuda_gpu-check-main.cu.o -lcublas -o "$bld/gpu-check" || exit 1
 nvcc "$arch" "${lib[@]}" "$bld"/bench_gemm.cu.o -lcublas -o "$bld/bench-gemm" || exit 1
-echo "kernel resources:"; grep -A2 -E "gemm_quant_kernel|gemm_decode_kernel" "$out/build.log" | grep -E "registers|spill" | sort | uniq -c
+echo "kernel resources:"; grep -A2 -E "gemm_quant_kernel|gemm_decode_kernel|gemm_swap_kernel" "$out/build.log" | grep -E "registers|spill" | sort | uniq -c
 [ $build_only = 1 ] && exit 0
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv 2>&1 | tee "$out/gpu.txt"
 echo "== checks"
@@ -67,7 +67,7 @@ if [ $bench = 1 ]; then
   grep -E "^# |4 linears|^\| model|^\|---" "$out/bench.out"
   grep -E "\| 70B .*\| 1 \|" "$out/bench.out"
   grep "crossover" "$out/bench.out"
-  sed -n '/Decode kernel variants/,$p' "$out/bench.out"
+  sed -n '/kernel variants/,$p' "$out/bench.out"
 fi
 echo "checks rc=$check_rc bench rc=$bench_rc"
 [ $check_rc = 0 ] && [ $bench_rc = 0 ]

@@ -9,6 +9,7 @@
 #include "cuda/cuda-error.h"
 #include "cuda/gemm-decode-kernel.cuh"
 #include "cuda/gemm-kernel.cuh"
+#include "cuda/gemm-swap-kernel.cuh"
 #include "cuda/gemm.h"
 
 namespace rtnq::cuda {
@@ -18,6 +19,8 @@ RTNQ_GEMM_INSTANCES_FOR(extern, half)
 RTNQ_GEMM_INSTANCES_FOR(extern, __nv_bfloat16)
 RTNQ_DECODE_INSTANCES_FOR(extern, half)
 RTNQ_DECODE_INSTANCES_FOR(extern, __nv_bfloat16)
+RTNQ_SWAP_INSTANCES_FOR(extern, half)
+RTNQ_SWAP_INSTANCES_FOR(extern, __nv_bfloat16)
 
 namespace {
 thread_local std::string t_error;
@@ -140,6 +143,62 @@ cudaError_t dispatch_decode(const GemmParams& base, int64_t m, size_t ws_bytes, 
                                : dispatch_decode_as<BITS, T, false>(base, m, ws_bytes, ws_ptr, opt, stream);
 }
 
+template <int BITS, typename T, int NT>
+cudaError_t dispatch_swap_as(const GemmParams& base, int64_t m, size_t ws_bytes, void* ws_ptr, const GemmOptions& opt,
+                             cudaStream_t stream) {
+  SwapParams p{};
+  p.a = base.a;
+  p.w = base.w;
+  p.scales = base.scales;
+  p.c = base.c;
+  p.m = int(m);
+  p.n = base.n;
+  p.k = base.k;
+  p.n_pad = base.n_pad;
+  p.num_groups = base.num_groups;
+  p.group = base.group;
+  p.ku = base.k_pad / 16;
+  p.kbs = base.k_pad / kSwapK;
+  p.strips = base.n_pad / 64;
+  // Scale rows per 64-deep stage: groups of 16 and 32 change inside a stage (validate_weight allows no others
+  // below 64; 64 and up divide or equal the stage's k range).
+  p.scale_rows = base.group >= 64 ? 1 : kSwapK / base.group;
+  p.unit_shift = base.group >= 64 ? 2 : (base.group == 32 ? 1 : 0);
+  const int64_t m_tiles = (m + NT - 1) / NT;
+  const int64_t groups = (p.strips + kSwapStrips - 1) / kSwapStrips;
+  const int64_t tiles = groups * m_tiles;
+  const int64_t total = tiles * p.kbs;
+  if (total > INT32_MAX)
+    return fail(cudaErrorInvalidValue, "gemm_quant: m = " + std::to_string(m) + " is too large");
+  p.m_tiles = int(m_tiles);
+  p.total_iters = int(total);
+  p.evict_first = m_tiles == 1 ? 1 : 0;
+  const size_t counter_bytes = (size_t(tiles) * 4 + 255) / 256 * 256;
+  const size_t need = counter_bytes + size_t(m) * size_t(base.n) * 4;
+  const bool split = ws_ptr != nullptr && ws_bytes >= need && opt.max_splits != 1;
+  p.counters = static_cast<int*>(ws_ptr);
+  p.ws = ws_ptr ? reinterpret_cast<float*>(static_cast<char*>(ws_ptr) + counter_bytes) : nullptr;
+  // Stream-K over the resident blocks; without a workspace, whole tiles per block.
+  const int64_t slots = int64_t(sm_count()) * gemm_swap_blocks_per_sm<BITS, T, NT>();
+  int64_t grid = std::min(slots, total);
+  if (opt.max_splits > 1) grid = std::min(grid, tiles * opt.max_splits);
+  if (opt.swap_min_iters > 1) grid = std::min(grid, std::max<int64_t>(1, total / opt.swap_min_iters));
+  if (!split) grid = tiles;
+  if (grid > INT32_MAX) return fail(cudaErrorInvalidValue, "gemm_quant: m = " + std::to_string(m) + " is too large");
+  const cudaError_t e = launch_gemm_swap<BITS, T, NT>(p, int(grid), opt.pdl, stream);
+  if (e != cudaSuccess) return fail(e, std::string("gemm_quant: swap launch failed: ") + cudaGetErrorString(e));
+  return cudaSuccess;
+}
+
+template <int BITS, typename T>
+cudaError_t dispatch_swap(const GemmParams& base, int64_t m, size_t ws_bytes, void* ws_ptr, const GemmOptions& opt,
+                          cudaStream_t stream) {
+  const int nt = opt.swap_tokens != 0 ? opt.swap_tokens : (m <= 16 ? 16 : m <= 32 ? 32 : 64);
+  if (nt == 16) return dispatch_swap_as<BITS, T, 16>(base, m, ws_bytes, ws_ptr, opt, stream);
+  if (nt == 32) return dispatch_swap_as<BITS, T, 32>(base, m, ws_bytes, ws_ptr, opt, stream);
+  return dispatch_swap_as<BITS, T, 64>(base, m, ws_bytes, ws_ptr, opt, stream);
+}
+
 }  // namespace
 }  // namespace detail
 
@@ -205,6 +264,8 @@ cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t 
     return fail(cudaErrorInvalidValue, "gemm_quant: a must be 16-byte aligned (it is read in 16-byte chunks)");
   if (opt.m_tile_rows != 0 && opt.m_tile_rows != 16 && opt.m_tile_rows != 64)
     return fail(cudaErrorInvalidValue, "gemm_quant: m_tile_rows must be 0 (auto), 16 or 64");
+  if (opt.swap_tokens != 0 && opt.swap_tokens != 16 && opt.swap_tokens != 32 && opt.swap_tokens != 64)
+    return fail(cudaErrorInvalidValue, "gemm_quant: swap_tokens must be 0 (auto), 16, 32 or 64");
   if (opt.kernel == GemmOptions::Kernel::kDecode && m > kDecodeMaxM)
     return fail(cudaErrorInvalidValue, "gemm_quant: the decode kernel takes m <= " + std::to_string(kDecodeMaxM) +
                                            ", got m = " + std::to_string(m));
@@ -224,9 +285,17 @@ cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t 
   p.scale_rows = w.shape.group < kTileK ? int(kTileK / w.shape.group) : 1;
   p.k_tiles = p.k_pad / kTileK;
   cudaError_t e;
-  const bool decode = opt.kernel == GemmOptions::Kernel::kDecode ||
-                      (opt.kernel == GemmOptions::Kernel::kAuto && opt.m_tile_rows == 0 && m <= kDecodeMaxM);
-  if (decode) {
+  const bool automatic = opt.kernel == GemmOptions::Kernel::kAuto && opt.m_tile_rows == 0;
+  const bool decode = opt.kernel == GemmOptions::Kernel::kDecode || (automatic && m <= kDecodeMaxM);
+  const bool swap = opt.kernel == GemmOptions::Kernel::kSwap || (automatic && m > kDecodeMaxM);
+  if (swap) {
+    if (w.shape.bits == 4)
+      e = w.act == DType::kF16 ? dispatch_swap<4, half>(p, m, ws.bytes, ws.ptr, opt, stream)
+                               : dispatch_swap<4, __nv_bfloat16>(p, m, ws.bytes, ws.ptr, opt, stream);
+    else
+      e = w.act == DType::kF16 ? dispatch_swap<8, half>(p, m, ws.bytes, ws.ptr, opt, stream)
+                               : dispatch_swap<8, __nv_bfloat16>(p, m, ws.bytes, ws.ptr, opt, stream);
+  } else if (decode) {
     if (w.shape.bits == 4)
       e = w.act == DType::kF16 ? dispatch_decode<4, half>(p, m, ws.bytes, ws.ptr, opt, stream)
                                : dispatch_decode<4, __nv_bfloat16>(p, m, ws.bytes, ws.ptr, opt, stream);

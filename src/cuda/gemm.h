@@ -59,9 +59,15 @@ struct GemmOptions {
   // Rows of A per block: 0 chooses (16 up to a measured m, then 64); 16 or 64 forces one (benchmarks, tests).
   int m_tile_rows = 0;
   // Which fused kernel: kAuto takes the decode kernel (per-warp weight streams, gemm-decode-kernel.cuh) for
-  // m <= 16 and the tiled kernel above; the others force one (the decode kernel only exists for m <= 16).
-  enum class Kernel : uint8_t { kAuto, kTiled, kDecode };
+  // m <= 16 and the swapped-operand kernel (gemm-swap-kernel.cuh) above; the others force one (the decode
+  // kernel only exists for m <= 16). m_tile_rows != 0 also forces the tiled kernel.
+  enum class Kernel : uint8_t { kAuto, kTiled, kDecode, kSwap };
   Kernel kernel = Kernel::kAuto;
+  // Swapped-operand kernel: tokens per block tile, 16, 32 or 64; 0 chooses the smallest that holds m (64 above).
+  int swap_tokens = 0;
+  // Swapped-operand kernel: each block streams at least this many 64-deep k batches (0 = one block per
+  // resident slot). Fewer, longer stripes mean fewer split-k partial sums ([tokens x 256] fp32 each).
+  int swap_min_iters = 0;
   // Decode kernel: each warp streams at least this many 2 KB weight batches (0 = as many warps as the card
   // holds at once, however little each gets). Fewer, longer streams mean fewer split-k hand-offs.
   int decode_min_batches = 0;

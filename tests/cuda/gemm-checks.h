@@ -216,7 +216,10 @@ inline CheckResult check_repack(Context& ctx, int64_t n, int64_t k, int bits, in
   return r;
 }
 
-enum class Path { kQuant, kQuantNoSplit, kQuantTile16, kQuantTile64, kQuantTiled, kDecodeLong, kDense, kDequant, kAutoCached };
+enum class Path {
+  kQuant, kQuantNoSplit, kQuantTile16, kQuantTile64, kQuantTiled, kDecodeLong, kSwap16, kSwap32, kSwap64,
+  kDense, kDequant, kAutoCached
+};
 inline const char* path_label(Path p) {
   switch (p) {
     case Path::kQuant: return "quant";
@@ -225,6 +228,9 @@ inline const char* path_label(Path p) {
     case Path::kQuantTile64: return "quant-tile64";
     case Path::kQuantTiled: return "quant-tiled";
     case Path::kDecodeLong: return "decode-long";
+    case Path::kSwap16: return "swap16";
+    case Path::kSwap32: return "swap32";
+    case Path::kSwap64: return "swap64";
     case Path::kDense: return "dense";
     case Path::kDequant: return "dequant";
     case Path::kAutoCached: return "auto-cached";
@@ -312,6 +318,16 @@ inline CheckResult check_gemm(Context& ctx, const GemmCase& g, double* err_out =
         RTNQ_CHECK_CUDA_OR_FAIL(gemm_quant(d_a.ptr, w, d_c.ptr, g.m, ctx.ws, ctx.stream, o), label);
         break;
       }
+      case Path::kSwap16:
+      case Path::kSwap32:
+      case Path::kSwap64: {
+        // The swapped-operand kernel with a forced token tile (where auto picks another tile or kernel).
+        GemmOptions o;
+        o.kernel = GemmOptions::Kernel::kSwap;
+        o.swap_tokens = g.path == Path::kSwap16 ? 16 : g.path == Path::kSwap32 ? 32 : 64;
+        RTNQ_CHECK_CUDA_OR_FAIL(gemm_quant(d_a.ptr, w, d_c.ptr, g.m, ctx.ws, ctx.stream, o), label);
+        break;
+      }
       case Path::kDense:
         RTNQ_CHECK_CUDA_OR_FAIL(gemm_dense(d_a.ptr, w, d_c.ptr, g.m, d_scratch.ptr, ctx.cublas, ctx.stream), label);
         break;
@@ -394,6 +410,16 @@ inline std::vector<GemmCase> gemm_cases() {
       cases.push_back({11, 301, 256, bits, 16, act, Path::kDecodeLong});
       cases.push_back({4, 1000, 1536, bits, 32, act, Path::kQuant});
       cases.push_back({13, 333, 200, bits, -1, act, Path::kDecodeLong});
+      // m > 16 runs the swapped-operand kernel by default: small groups (4 and 2 scale rows per stage), odd m
+      // (scalar atomics), odd n, per-channel, several m tiles, whole tiles only, and each token tile forced.
+      cases.push_back({17, 301, 256, bits, 16, act, Path::kQuant});
+      cases.push_back({40, 1000, 1536, bits, 32, act, Path::kQuant});
+      cases.push_back({37, 333, 200, bits, -1, act, Path::kQuant});
+      cases.push_back({50, 576, 576, bits, 64, act, Path::kQuantNoSplit});
+      cases.push_back({130, 4096, 4096, bits, 128, act, Path::kQuant});
+      for (int64_t m : {1, 5, 16, 35}) cases.push_back({m, 4096, 14336, bits, 128, act, Path::kSwap16});
+      for (int64_t m : {3, 65}) cases.push_back({m, 301, 256, bits, 16, act, Path::kSwap32});
+      for (int64_t m : {9, 100}) cases.push_back({m, 1000, 1536, bits, 32, act, Path::kSwap64});
       cases.push_back({300, 1536, 576, bits, 128, act, Path::kDense});
       cases.push_back({1025, 576, 1536, bits, 64, act, Path::kDense});
       cases.push_back({0, 576, 1536, bits, 64, act, Path::kDequant});
@@ -425,7 +451,7 @@ inline std::vector<RepackCase> repack_cases() {
 inline CheckResult check_rejections(Context& ctx) {
   RepackedWeight w;
   if (repacked_weight_alloc(256, 256, 4, 128, DType::kF16, &w) != cudaSuccess) return {false, "alloc failed"};
-  DeviceBuffer<uint16_t> a(256 * 4 + 8), c(256 * 4);
+  DeviceBuffer<uint16_t> a(256 * 40 + 8), c(256 * 40);
   std::string bad;
   auto expect_error = [&](cudaError_t e, const char* what) {
     if (e == cudaSuccess) bad += std::string(what) + " accepted; ";
@@ -440,6 +466,9 @@ inline CheckResult check_rejections(Context& ctx) {
   GemmOptions decode_only;
   decode_only.kernel = GemmOptions::Kernel::kDecode;
   expect_error(gemm_quant(a.ptr, w, c.ptr, 17, ctx.ws, ctx.stream, decode_only), "decode kernel at m = 17");
+  GemmOptions bad_swap;
+  bad_swap.swap_tokens = 48;
+  expect_error(gemm_quant(a.ptr, w, c.ptr, 40, ctx.ws, ctx.stream, bad_swap), "swap_tokens 48");
   RepackedWeight bad_bits = w;
   bad_bits.shape.bits = 3;
   expect_error(gemm_quant(a.ptr, bad_bits, c.ptr, 4, ctx.ws, ctx.stream), "bits = 3");
