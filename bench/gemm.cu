@@ -8,7 +8,7 @@
 // Usage: bench-gemm [out_dir] [--quick] [--decode-only] [--no-variants] [--ms M1,M2,..] [--shapes 8B,70B,..]
 //   (writes out_dir/gemm.md and out_dir/gemm.json)
 //   --decode-only: only the decode-kernel variants table (m = 1, 4, 16), for quick A/B runs;
-//   --swap-only: only the swapped-operand kernel's variants table (m = 16..256);
+//   --swap-only: only the swapped-operand kernel's variants table (m = 1..256, or those of --ms);
 //   --one K,N,M[,NT]: just three eager INT4 gemm_quant calls on one shape (for a profiler), then exit;
 //   --no-variants: skip both variants tables; --ms: the m values of the main table; --shapes: only these models.
 #include <cublas_v2.h>
@@ -274,11 +274,12 @@ int main(int argc, char** argv) {
   std::vector<VariantRow> variant_rows;
   // Swapped-operand kernel variants (m = 16..256): token tile forced, minimum k batches per block, no PDL,
   // INT8, next to the tiled kernel and cuBLAS BF16 (same run).
-  const std::vector<std::string> swap_names = {"swap (auto)", "tokens 16", "tokens 32", "tokens 64", "min 4 batches/block",
-                                               "min 8", "min 16", "no PDL", "tiled kernel", "INT8 swap", "cuBLAS BF16",
-                                               "INT4 roofline"};
+  const std::vector<std::string> swap_names = {"swap (auto)", "mma.sync", "tokens 16", "tokens 32", "tokens 64",
+                                               "min 4 batches/block", "min 8", "min 16", "no PDL", "tiled kernel",
+                                               "INT8 swap", "INT8 mma.sync", "cuBLAS BF16", "INT4 roofline"};
   std::vector<VariantRow> swap_rows;
-  std::vector<int64_t> swap_ms = {16, 32, 64, 128, 256};
+  std::vector<int64_t> swap_ms = {1, 4, 16, 32, 64, 128, 256};
+  if (swap_only && !ms_arg.empty()) swap_ms = ms_arg;
 
   rc::GemmWorkspace ws;
   BENCH_CHECK(rc::gemm_workspace_alloc(256, 57344, &ws, g_stream));
@@ -331,7 +332,10 @@ int main(int argc, char** argv) {
           return time_graph([&](int i) { BENCH_CHECK(rc::gemm_quant(a, w[i], c, m, ws, g_stream, o)); }, copies);
         };
         VariantRow v{s.model, s.name, m, {}};
+        rc::GemmOptions mma;
+        mma.swap_wgmma = false;
         v.us.push_back(t(w4, c4, {}));
+        v.us.push_back(t(w4, c4, mma));
         for (int nt : {16, 32, 64}) {
           rc::GemmOptions o;
           o.swap_tokens = nt;
@@ -348,6 +352,7 @@ int main(int argc, char** argv) {
         tiled.m_tile_rows = m <= 16 ? 16 : 64;
         v.us.push_back(time_graph([&](int i) { BENCH_CHECK(rc::gemm_quant(a, w4[i], c, m, ws, g_stream, tiled)); }, c4));
         v.us.push_back(t(w8, c8, {}));
+        v.us.push_back(t(w8, c8, mma));
         v.us.push_back(time_graph([&](int i) { BENCH_CHECK(rc::cublas_gemm_nt(a, dense[i], c, m, s.n, s.k, DType::kBF16, cublas)); }, cd));
         v.us.push_back((q4_bytes + double(m) * (s.k + s.n) * 2) / (copy_gbs * 1e3));
         swap_rows.push_back(v);

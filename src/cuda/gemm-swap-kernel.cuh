@@ -33,6 +33,7 @@
 #include <atomic>
 
 #include "cuda/gemm-kernel.cuh"
+#include "cuda/wgmma.cuh"
 
 namespace rtnq::cuda::detail {
 
@@ -70,19 +71,29 @@ struct SwapSizes {
   static constexpr int kSBytes = 4 * kSwapCols * 2;                // up to 4 scale rows (group 16)
   static constexpr int kStageBytes = kWBytes + kABytes + kSBytes;
   static constexpr int kStages = 4;
-  static constexpr int kSmemBytes = kStages * kStageBytes;
-  static_assert(kStageBytes % 128 == 0, "stages keep the activation tile's rows on 128-byte boundaries");
+  // + 1 KB: the ring starts at the first 1024-byte boundary of the dynamic shared memory (wgmma's 128-byte swizzle
+  // atoms are 1024-byte aligned).
+  static constexpr int kSmemBytes = kStages * kStageBytes + 1024;
+  static_assert(kWBytes % 1024 == 0 && kStageBytes % 1024 == 0, "every stage's activation tile is 1024-byte aligned");
   static_assert(NT % 16 == 0 && NT >= 16 && NT <= 64, "token tiles come in ldmatrix.x4 pairs");
   static_assert(kSmemBytes <= 227 * 1024, "fits the opt-in shared memory of sm_90");
 };
 
-template <int BITS, typename T, int NT>
+// kWG: the products run as warpgroup MMAs (wgmma m64nNk16, A = the four warps' dequantized weight slices from
+// registers, B = the activation tile through a descriptor), asynchronously, so the next unit's dequantization
+// overlaps the tensor cores; otherwise as mma.sync, four slices x NT/8 token tiles per warp.
+template <int BITS, typename T, int NT, bool kWG>
 __global__ void __launch_bounds__(kSwapThreads, NT == 64 ? 2 : (NT == 32 ? 3 : 4)) gemm_swap_kernel(SwapParams p) {
   using Sz = SwapSizes<BITS, NT>;
   using Tr = ActTraits<T>;
   using T2 = typename Tr::T2;
   constexpr int kLaneU4 = Sz::kLaneU4, kStages = Sz::kStages, kTT = NT / 8;  // token tiles
-  extern __shared__ __align__(128) unsigned char smem[];
+  // Stages in flight ahead of the one in use. (Keeping one stage fewer in flight so that wgmma need not drain
+  // at a stage boundary gained nothing: ptxas drains there anyway, warning C7517, because the accumulators are
+  // re-zeroed on the epilogue path of the loop; see docs/perf-notes.md.)
+  constexpr int kAhead = kStages - 1;
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  unsigned char* smem = smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u);
   __shared__ int s_is_last;
 
   asm volatile("griddepcontrol.launch_dependents;");
@@ -100,49 +111,60 @@ __global__ void __launch_bounds__(kSwapThreads, NT == 64 ? 2 : (NT == 32 ? 3 : 4
   const T* s_g = static_cast<const T*>(p.scales);
   const int64_t strip_u4 = int64_t(p.ku) * 32 * kLaneU4;  // one strip's 16-byte chunks
 
-  // Producer position; the weights/scales and the activations of a stage are issued separately (the prologue
-  // puts griddepcontrol.wait between them), each from its own cursor.
-  int w_tile = it_begin / KB, w_kb = it_begin % KB;
-  int a_tile = w_tile, a_kb = w_kb;
+  // Work cursor: k batch fastest, then the m tile, then the column group - advanced by increments (a division
+  // per stage cost more issue slots than the unit's dequantization). The weights/scales and the activations of
+  // a stage are issued separately (the prologue puts griddepcontrol.wait between them), each from its own cursor.
+  struct Cursor {
+    int kb, mt, cg;
+  };
+  auto advance = [&](Cursor& c) {
+    if (++c.kb == KB) {
+      c.kb = 0;
+      if (++c.mt == p.m_tiles) c.mt = 0, ++c.cg;
+    }
+  };
+  const Cursor start{it_begin % KB, (it_begin / KB) % p.m_tiles, (it_begin / KB) / p.m_tiles};
+  Cursor w_cur = start, a_cur = start;
+  // This thread's activation chunks: rows a_row0 + 16 i_, chunk a_ch (NT rows x 8 chunks of 8 elements, 128
+  // threads); chunk c of row r lands at c ^ (r & 7) (the 128-byte swizzle: ldmatrix and wgmma read it).
+  const int a_row0 = tid >> 3, a_ch = tid & 7;
   auto issue_w = [&](int stage) {
-    const int tile = w_tile, kb = w_kb;
-    if (++w_kb == KB) w_kb = 0, ++w_tile;
-    const int cg = tile / p.m_tiles;
+    const Cursor c = w_cur;
+    advance(w_cur);
     unsigned char* base = smem + stage * Sz::kStageBytes;
-    const int strip = cg * kSwapStrips + warp;
+    const int strip = c.cg * kSwapStrips + warp;
     if (strip < p.strips) {
-      const uint32_t dst = smem_u32(base + warp * Sz::kWarpWBytes);
-      const uint4* src = p.w + strip * strip_u4 + int64_t(kb) * (Sz::kWarpWBytes / 16);
+      const uint32_t dst = smem_u32(base + warp * Sz::kWarpWBytes) + lane * 16;
+      const uint4* src = p.w + strip * strip_u4 + c.kb * (Sz::kWarpWBytes / 16) + lane;
 #pragma unroll
       for (int i = 0; i < Sz::kWarpWBytes / 16 / 32; ++i) {
-        if (p.evict_first) cp_async16_evict_first(dst + (lane + 32 * i) * 16, src + lane + 32 * i, policy);
-        else cp_async16(dst + (lane + 32 * i) * 16, src + lane + 32 * i);
+        if (p.evict_first) cp_async16_evict_first(dst + 32 * 16 * i, src + 32 * i, policy);
+        else cp_async16(dst + 32 * 16 * i, src + 32 * i);
       }
     }
     // Scale rows: row r holds the group of unit r << unit_shift; 32 chunks of 8 scales per row.
     if (tid < p.scale_rows * 32) {
-      const int r = tid / 32, ch = tid % 32;
-      const int s_strip = cg * kSwapStrips + ch / 8;
+      const int r = tid >> 5;
+      const int s_strip = c.cg * kSwapStrips + (lane >> 3);
       if (s_strip < p.strips) {
-        const int grp = min((kb * kSwapK + (r << p.unit_shift) * 16) / p.group, p.num_groups - 1);
-        cp_async16(smem_u32(base + Sz::kWBytes + Sz::kABytes + r * kSwapCols * 2 + ch * 16),
-                   s_g + int64_t(grp) * p.n_pad + cg * kSwapCols + ch * 8);
+        const int grp = min((c.kb * kSwapK + (r << p.unit_shift) * 16) / p.group, p.num_groups - 1);
+        cp_async16(smem_u32(base + Sz::kWBytes + Sz::kABytes + r * kSwapCols * 2 + lane * 16),
+                   s_g + int64_t(grp) * p.n_pad + c.cg * kSwapCols + lane * 8);
       }
     }
   };
   auto issue_a = [&](int stage) {
-    const int tile = a_tile, kb = a_kb;
-    if (++a_kb == KB) a_kb = 0, ++a_tile;
-    const int m0 = (tile % p.m_tiles) * NT;
-    const uint32_t dst = smem_u32(smem + stage * Sz::kStageBytes + Sz::kWBytes);
-    // NT rows x 8 chunks of 8 elements; chunk c of row r lands at c ^ (r & 7) (ldmatrix without bank conflicts).
+    const Cursor c = a_cur;
+    advance(a_cur);
+    const uint32_t dst = smem_u32(smem + stage * Sz::kStageBytes + Sz::kWBytes) + (a_row0 * 8 + (a_ch ^ (a_row0 & 7))) * 16;
+    const int gm0 = c.mt * NT + a_row0, gk = c.kb * kSwapK + a_ch * 8;
+    const T* src = a_g + int64_t(gm0) * p.k + gk;
+    const bool k_ok = gk < p.k;  // k % 8 == 0: a chunk is all in or all out
 #pragma unroll
-    for (int i_ = 0; i_ < NT * 8 / kSwapThreads; ++i_) {
-      const int i = tid + i_ * kSwapThreads;
-      const int r = i / 8, ch = i % 8;
-      const int gm = m0 + r, gk = kb * kSwapK + ch * 8;
-      const bool ok = gm < p.m && gk < p.k;  // k % 8 == 0: a chunk is all in or all out
-      cp_async16_zfill(dst + (r * 8 + (ch ^ (r & 7))) * 16, ok ? a_g + int64_t(gm) * p.k + gk : a_g, ok ? 16 : 0);
+    for (int i_ = 0; i_ < NT / 16; ++i_) {
+      // Row a_row0 + 16 i_ has the same (row & 7) as a_row0: the same swizzled chunk position.
+      const bool ok = k_ok && gm0 + 16 * i_ < p.m;
+      cp_async16_zfill(dst + 16 * i_ * 8 * 16, ok ? src + int64_t(16 * i_) * p.k : a_g, ok ? 16 : 0);
     }
   };
 
@@ -155,23 +177,23 @@ __global__ void __launch_bounds__(kSwapThreads, NT == 64 ? 2 : (NT == 32 ? 3 : 4
       for (int e = 0; e < 4; ++e) acc[q][i][e] = 0.f;
 
 #pragma unroll
-  for (int s = 0; s < kStages - 1; ++s)
+  for (int s = 0; s < kAhead; ++s)
     if (s < n_iters) issue_w(s);
   asm volatile("griddepcontrol.wait;" ::: "memory");
 #pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) {
+  for (int s = 0; s < kAhead; ++s) {
     if (s < n_iters) issue_a(s);
     cp_async_commit();
   }
 
   T* c_g = static_cast<T*>(p.c);
   int seg_begin = 0;
-  int cur_tile = it_begin / KB, cur_kb = it_begin % KB;
-  int stage = 0, ld_stage = kStages - 1;
+  Cursor cur = start;  // consumer position
+  int stage = 0, ld_stage = kAhead;
   for (int it = 0; it < n_iters; ++it) {
-    cp_async_wait<kStages - 2>();
+    cp_async_wait<kAhead - 1>();
     __syncthreads();  // stage `it` is visible; everyone is done with the stage refilled next
-    if (it + kStages - 1 < n_iters) {
+    if (it + kAhead < n_iters) {
       issue_w(ld_stage);
       issue_a(ld_stage);
     }
@@ -180,13 +202,58 @@ __global__ void __launch_bounds__(kSwapThreads, NT == 64 ? 2 : (NT == 32 ? 3 : 4
     const unsigned char* base = smem + stage * Sz::kStageBytes;
     if (++stage == kStages) stage = 0;
 
-    const int cg = cur_tile / p.m_tiles;
+    const int cg = cur.cg;
     const int strip = cg * kSwapStrips + warp;
     const bool active = strip < p.strips;  // the last column group may hold only 2 strips (n_pad % 256 == 128)
-    if (active) {
-      const uint4* w_s = reinterpret_cast<const uint4*>(base + warp * Sz::kWarpWBytes);
-      const uint32_t a_s = smem_u32(base + Sz::kWBytes);
-      const uint4* s_s = reinterpret_cast<const uint4*>(base + Sz::kWBytes + Sz::kABytes);
+    const uint4* w_s = reinterpret_cast<const uint4*>(base + warp * Sz::kWarpWBytes);
+    const uint32_t a_s = smem_u32(base + Sz::kWBytes);
+    const uint4* s_s = reinterpret_cast<const uint4*>(base + Sz::kWBytes + Sz::kABytes);
+    // Unit u's four A fragments (slices q = 0..3 of this warp's strip): word q dequantized, scaled, and put in
+    // A-fragment order {b0, b2, b1, b3} (see the top of this file).
+    auto a_frags = [&](int u, uint32_t (&af)[4][4]) {
+      uint4 wq[kLaneU4];
+#pragma unroll
+      for (int c = 0; c < kLaneU4; ++c) wq[c] = w_s[(u * 32 + lane) * kLaneU4 + c];
+      const uint4 s4 = s_s[((u >> p.unit_shift) * kSwapCols + warp * 64 + g * 8) / 8];
+      const uint32_t s_words[4] = {s4.x, s4.y, s4.z, s4.w};
+      const uint32_t* words = reinterpret_cast<const uint32_t*>(wq);
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        uint32_t b[4];
+        if constexpr (BITS == 4) {
+          dequant_int4<T>(words[q], b);
+        } else {
+          dequant_int8<T>(words[2 * q], words[2 * q + 1], b);
+        }
+        const T2 sc2 = as_t2<T2>(s_words[q]);
+        const T2 s0 = Tr::low2(sc2), s1 = Tr::high2(sc2);
+        af[q][0] = as_u32(__hmul2(as_t2<T2>(b[0]), s0));
+        af[q][1] = as_u32(__hmul2(as_t2<T2>(b[2]), s1));
+        af[q][2] = as_u32(__hmul2(as_t2<T2>(b[1]), s0));
+        af[q][3] = as_u32(__hmul2(as_t2<T2>(b[3]), s1));
+      }
+    };
+    if constexpr (kWG) {
+      // Every warp takes part (wgmma is warpgroup-wide); an inactive warp's rows are garbage and never stored.
+      // Fragments are double-buffered: unit u writes buffer u & 1 once the group of unit u - 2 has completed.
+
+      const uint64_t desc0 = wgmma_desc_k128(a_s);
+      uint32_t afb[2][4][4];
+#pragma unroll
+      for (int u = 0; u < kSwapK / 16; ++u) {
+        if (u >= 2) wgmma_wait<1>();  // the group of unit u - 2 used this buffer
+        a_frags(u, afb[u & 1]);
+        // No other instruction touches the accumulators between the chained wgmmas: any use of them while a
+        // group is pending makes ptxas insert a full wait there (warning C7517), which serialises the pipeline.
+        wgmma_fence();
+#pragma unroll
+        for (int q = 0; q < 4; ++q) Wgmma<T, NT>::run(acc[q], afb[u & 1][q], desc0 + 2 * u);
+        wgmma_commit();
+      }
+      wgmma_wait<0>();  // this stage's activation tile is refilled right after the next barrier
+#pragma unroll
+      for (int q = 0; q < 4; ++q) wgmma_pin(acc[q]);
+    } else if (active) {
 #pragma unroll
       for (int u = 0; u < kSwapK / 16; ++u) {
         // B fragments: token tiles 2 i2 and 2 i2 + 1 from one ldmatrix.x4 (matrices: tile 2 i2 k 0-7, k 8-15,
@@ -203,36 +270,20 @@ __global__ void __launch_bounds__(kSwapThreads, NT == 64 ? 2 : (NT == 32 ? 3 : 4
           bfr[2 * i2 + 1][0] = r[2];
           bfr[2 * i2 + 1][1] = r[3];
         }
-        uint4 wq[kLaneU4];
+        uint32_t af[4][4];
+        a_frags(u, af);
 #pragma unroll
-        for (int c = 0; c < kLaneU4; ++c) wq[c] = w_s[(u * 32 + lane) * kLaneU4 + c];
-        const uint4 s4 = s_s[((u >> p.unit_shift) * kSwapCols + warp * 64 + g * 8) / 8];
-        const uint32_t s_words[4] = {s4.x, s4.y, s4.z, s4.w};
-        const uint32_t* words = reinterpret_cast<const uint32_t*>(wq);
+        for (int q = 0; q < 4; ++q)
 #pragma unroll
-        for (int q = 0; q < 4; ++q) {
-          uint32_t b[4];
-          if constexpr (BITS == 4) {
-            dequant_int4<T>(words[q], b);
-          } else {
-            dequant_int8<T>(words[2 * q], words[2 * q + 1], b);
-          }
-          const T2 sc2 = as_t2<T2>(s_words[q]);
-          const T2 s0 = Tr::low2(sc2), s1 = Tr::high2(sc2);
-          const uint32_t af[4] = {as_u32(__hmul2(as_t2<T2>(b[0]), s0)), as_u32(__hmul2(as_t2<T2>(b[2]), s1)),
-                                  as_u32(__hmul2(as_t2<T2>(b[1]), s0)), as_u32(__hmul2(as_t2<T2>(b[3]), s1))};
-#pragma unroll
-          for (int i = 0; i < kTT; ++i) mma_16816<T>(acc[q][i], af, bfr[i][0], bfr[i][1]);
-        }
+          for (int i = 0; i < kTT; ++i) mma_16816<T>(acc[q][i], af[q], bfr[i][0], bfr[i][1]);
       }
     }
 
     // End of this block's share of a tile: store or hand on (block-uniform condition).
-    const int tile = cur_tile;
-    const bool tile_done = ++cur_kb == KB;
-    if (tile_done) cur_kb = 0, ++cur_tile;
+    const int tile = cur.cg * p.m_tiles + cur.mt, m0 = cur.mt * NT;
+    advance(cur);
+    const bool tile_done = cur.kb == 0;
     if (!tile_done && it != n_iters - 1) continue;
-    const int m0 = (tile % p.m_tiles) * NT;
     const int covered = it - seg_begin + 1;
     seg_begin = it + 1;
     // This lane's fragment positions: columns col_base + 16 q + 8 h, tokens tok_base + 8 i (+1). Offsets from
@@ -334,17 +385,17 @@ __global__ void __launch_bounds__(kSwapThreads, NT == 64 ? 2 : (NT == 32 ? 3 : 4
   cp_async_wait<0>();  // nothing may be in flight into shared memory when the block exits
 }
 
-template <int BITS, typename T, int NT>
+template <int BITS, typename T, int NT, bool kWG>
 cudaError_t swap_smem_attr() {
-  static const cudaError_t e = cudaFuncSetAttribute(gemm_swap_kernel<BITS, T, NT>,
+  static const cudaError_t e = cudaFuncSetAttribute(gemm_swap_kernel<BITS, T, NT, kWG>,
                                                     cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                     SwapSizes<BITS, NT>::kSmemBytes);
   return e;
 }
 
-template <int BITS, typename T, int NT>
+template <int BITS, typename T, int NT, bool kWG>
 cudaError_t launch_gemm_swap(const SwapParams& p, int blocks, bool pdl, cudaStream_t stream) {
-  if (const cudaError_t e = swap_smem_attr<BITS, T, NT>(); e != cudaSuccess) return e;
+  if (const cudaError_t e = swap_smem_attr<BITS, T, NT, kWG>(); e != cudaSuccess) return e;
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(unsigned(blocks), 1, 1);
   cfg.blockDim = dim3(kSwapThreads, 1, 1);
@@ -355,18 +406,18 @@ cudaError_t launch_gemm_swap(const SwapParams& p, int blocks, bool pdl, cudaStre
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = pdl ? 1 : 0;
-  const cudaError_t e = cudaLaunchKernelEx(&cfg, gemm_swap_kernel<BITS, T, NT>, p);
+  const cudaError_t e = cudaLaunchKernelEx(&cfg, gemm_swap_kernel<BITS, T, NT, kWG>, p);
   if (e != cudaSuccess) return e;
   return cudaGetLastError();
 }
 
-template <int BITS, typename T, int NT>
+template <int BITS, typename T, int NT, bool kWG>
 int gemm_swap_blocks_per_sm() {
   static std::atomic<int> cache{0};
   int blocks = cache.load(std::memory_order_relaxed);
   if (blocks == 0) {
-    if (swap_smem_attr<BITS, T, NT>() != cudaSuccess ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, gemm_swap_kernel<BITS, T, NT>, kSwapThreads,
+    if (swap_smem_attr<BITS, T, NT, kWG>() != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, gemm_swap_kernel<BITS, T, NT, kWG>, kSwapThreads,
                                                       SwapSizes<BITS, NT>::kSmemBytes) != cudaSuccess) {
       (void)cudaGetLastError();
       blocks = 1;
@@ -377,16 +428,19 @@ int gemm_swap_blocks_per_sm() {
   return blocks;
 }
 
-#define RTNQ_SWAP_INSTANCE(PREFIX, BITS, T, NT)                                                          \
-  PREFIX template cudaError_t launch_gemm_swap<BITS, T, NT>(const SwapParams&, int, bool, cudaStream_t); \
-  PREFIX template int gemm_swap_blocks_per_sm<BITS, T, NT>();
+#define RTNQ_SWAP_INSTANCE(PREFIX, BITS, T, NT, WG)                                                              \
+  PREFIX template cudaError_t launch_gemm_swap<BITS, T, NT, WG>(const SwapParams&, int, bool, cudaStream_t); \
+  PREFIX template int gemm_swap_blocks_per_sm<BITS, T, NT, WG>();
 
+#define RTNQ_SWAP_INSTANCES_WG(PREFIX, T, WG) \
+  RTNQ_SWAP_INSTANCE(PREFIX, 4, T, 16, WG)    \
+  RTNQ_SWAP_INSTANCE(PREFIX, 4, T, 32, WG)    \
+  RTNQ_SWAP_INSTANCE(PREFIX, 4, T, 64, WG)    \
+  RTNQ_SWAP_INSTANCE(PREFIX, 8, T, 16, WG)    \
+  RTNQ_SWAP_INSTANCE(PREFIX, 8, T, 32, WG)    \
+  RTNQ_SWAP_INSTANCE(PREFIX, 8, T, 64, WG)
 #define RTNQ_SWAP_INSTANCES_FOR(PREFIX, T) \
-  RTNQ_SWAP_INSTANCE(PREFIX, 4, T, 16)     \
-  RTNQ_SWAP_INSTANCE(PREFIX, 4, T, 32)     \
-  RTNQ_SWAP_INSTANCE(PREFIX, 4, T, 64)     \
-  RTNQ_SWAP_INSTANCE(PREFIX, 8, T, 16)     \
-  RTNQ_SWAP_INSTANCE(PREFIX, 8, T, 32)     \
-  RTNQ_SWAP_INSTANCE(PREFIX, 8, T, 64)
+  RTNQ_SWAP_INSTANCES_WG(PREFIX, T, false) \
+  RTNQ_SWAP_INSTANCES_WG(PREFIX, T, true)
 
 }  // namespace rtnq::cuda::detail

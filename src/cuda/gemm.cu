@@ -41,6 +41,8 @@ namespace {
 
 // 16-row tiles (decoding) up to this m; the configuration measured and checked on an H100 (docs/perf-notes.md).
 constexpr int64_t kSmallTileMaxM = 16;
+// Auto picks the decode kernel at m = 1 only for linears with fewer weights than this.
+constexpr int64_t kDecodeOnlyBelowWeights = int64_t(32) << 20;
 
 int sm_count() {
   static const int count = [] {
@@ -143,7 +145,7 @@ cudaError_t dispatch_decode(const GemmParams& base, int64_t m, size_t ws_bytes, 
                                : dispatch_decode_as<BITS, T, false>(base, m, ws_bytes, ws_ptr, opt, stream);
 }
 
-template <int BITS, typename T, int NT>
+template <int BITS, typename T, int NT, bool kWG>
 cudaError_t dispatch_swap_as(const GemmParams& base, int64_t m, size_t ws_bytes, void* ws_ptr, const GemmOptions& opt,
                              cudaStream_t stream) {
   SwapParams p{};
@@ -179,13 +181,13 @@ cudaError_t dispatch_swap_as(const GemmParams& base, int64_t m, size_t ws_bytes,
   p.counters = static_cast<int*>(ws_ptr);
   p.ws = ws_ptr ? reinterpret_cast<float*>(static_cast<char*>(ws_ptr) + counter_bytes) : nullptr;
   // Stream-K over the resident blocks; without a workspace, whole tiles per block.
-  const int64_t slots = int64_t(sm_count()) * gemm_swap_blocks_per_sm<BITS, T, NT>();
+  const int64_t slots = int64_t(sm_count()) * gemm_swap_blocks_per_sm<BITS, T, NT, kWG>();
   int64_t grid = std::min(slots, total);
   if (opt.max_splits > 1) grid = std::min(grid, tiles * opt.max_splits);
   if (opt.swap_min_iters > 1) grid = std::min(grid, std::max<int64_t>(1, total / opt.swap_min_iters));
   if (!split) grid = tiles;
   if (grid > INT32_MAX) return fail(cudaErrorInvalidValue, "gemm_quant: m = " + std::to_string(m) + " is too large");
-  const cudaError_t e = launch_gemm_swap<BITS, T, NT>(p, int(grid), opt.pdl, stream);
+  const cudaError_t e = launch_gemm_swap<BITS, T, NT, kWG>(p, int(grid), opt.pdl, stream);
   if (e != cudaSuccess) return fail(e, std::string("gemm_quant: swap launch failed: ") + cudaGetErrorString(e));
   return cudaSuccess;
 }
@@ -194,9 +196,14 @@ template <int BITS, typename T>
 cudaError_t dispatch_swap(const GemmParams& base, int64_t m, size_t ws_bytes, void* ws_ptr, const GemmOptions& opt,
                           cudaStream_t stream) {
   const int nt = opt.swap_tokens != 0 ? opt.swap_tokens : (m <= 16 ? 16 : m <= 32 ? 32 : 64);
-  if (nt == 16) return dispatch_swap_as<BITS, T, 16>(base, m, ws_bytes, ws_ptr, opt, stream);
-  if (nt == 32) return dispatch_swap_as<BITS, T, 32>(base, m, ws_bytes, ws_ptr, opt, stream);
-  return dispatch_swap_as<BITS, T, 64>(base, m, ws_bytes, ws_ptr, opt, stream);
+  if (opt.swap_wgmma) {
+    if (nt == 16) return dispatch_swap_as<BITS, T, 16, true>(base, m, ws_bytes, ws_ptr, opt, stream);
+    if (nt == 32) return dispatch_swap_as<BITS, T, 32, true>(base, m, ws_bytes, ws_ptr, opt, stream);
+    return dispatch_swap_as<BITS, T, 64, true>(base, m, ws_bytes, ws_ptr, opt, stream);
+  }
+  if (nt == 16) return dispatch_swap_as<BITS, T, 16, false>(base, m, ws_bytes, ws_ptr, opt, stream);
+  if (nt == 32) return dispatch_swap_as<BITS, T, 32, false>(base, m, ws_bytes, ws_ptr, opt, stream);
+  return dispatch_swap_as<BITS, T, 64, false>(base, m, ws_bytes, ws_ptr, opt, stream);
 }
 
 }  // namespace
@@ -285,9 +292,13 @@ cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t 
   p.scale_rows = w.shape.group < kTileK ? int(kTileK / w.shape.group) : 1;
   p.k_tiles = p.k_pad / kTileK;
   cudaError_t e;
+  // Auto: the decode kernel for one token on linears under 32M weights (8B qkv 10.4 vs 12.5 us, o 9.3 vs 9.4 on
+  // an H100), the swapped-operand kernel everywhere else (already at m = 1 on larger linears: 8B gate_up 28.4 vs
+  // 31.0 us, 70B gate_up 95 vs 107-128 us; at m = 4 the 8B layer 64 vs 81 us). Measurements: docs/perf-notes.md.
   const bool automatic = opt.kernel == GemmOptions::Kernel::kAuto && opt.m_tile_rows == 0;
-  const bool decode = opt.kernel == GemmOptions::Kernel::kDecode || (automatic && m <= kDecodeMaxM);
-  const bool swap = opt.kernel == GemmOptions::Kernel::kSwap || (automatic && m > kDecodeMaxM);
+  const bool decode = opt.kernel == GemmOptions::Kernel::kDecode ||
+                      (automatic && m == 1 && w.shape.n * w.shape.k < kDecodeOnlyBelowWeights);
+  const bool swap = opt.kernel == GemmOptions::Kernel::kSwap || (automatic && !decode);
   if (swap) {
     if (w.shape.bits == 4)
       e = w.act == DType::kF16 ? dispatch_swap<4, half>(p, m, ws.bytes, ws.ptr, opt, stream)

@@ -58,9 +58,10 @@ struct GemmOptions {
   int max_splits = 0;
   // Rows of A per block: 0 chooses (16 up to a measured m, then 64); 16 or 64 forces one (benchmarks, tests).
   int m_tile_rows = 0;
-  // Which fused kernel: kAuto takes the decode kernel (per-warp weight streams, gemm-decode-kernel.cuh) for
-  // m <= 16 and the swapped-operand kernel (gemm-swap-kernel.cuh) above; the others force one (the decode
-  // kernel only exists for m <= 16). m_tile_rows != 0 also forces the tiled kernel.
+  // Which fused kernel: kAuto takes the swapped-operand kernel (gemm-swap-kernel.cuh), except at m = 1 on
+  // linears under 32M weights, where the decode kernel (per-warp weight streams, gemm-decode-kernel.cuh) is a
+  // little faster; the others force one (the decode kernel only exists for m <= 16). m_tile_rows != 0 forces the
+  // tiled kernel (gemm-kernel.cuh), which auto no longer picks (slower at every m measured).
   enum class Kernel : uint8_t { kAuto, kTiled, kDecode, kSwap };
   Kernel kernel = Kernel::kAuto;
   // Swapped-operand kernel: tokens per block tile, 16, 32 or 64; 0 chooses the smallest that holds m (64 above).
@@ -68,6 +69,8 @@ struct GemmOptions {
   // Swapped-operand kernel: each block streams at least this many 64-deep k batches (0 = one block per
   // resident slot). Fewer, longer stripes mean fewer split-k partial sums ([tokens x 256] fp32 each).
   int swap_min_iters = 0;
+  // Swapped-operand kernel: warpgroup MMAs (wgmma, sm_90a) instead of mma.sync.
+  bool swap_wgmma = true;
   // Decode kernel: each warp streams at least this many 2 KB weight batches (0 = as many warps as the card
   // holds at once, however little each gets). Fewer, longer streams mean fewer split-k hand-offs.
   int decode_min_batches = 0;
