@@ -274,7 +274,7 @@ int main(int argc, char** argv) {
   std::vector<VariantRow> variant_rows;
   // Swapped-operand kernel variants (m = 16..256): token tile forced, minimum k batches per block, no PDL,
   // INT8, next to the tiled kernel and cuBLAS BF16 (same run).
-  const std::vector<std::string> swap_names = {"swap (auto)", "mma.sync", "tokens 16", "tokens 32", "tokens 64",
+  const std::vector<std::string> swap_names = {"swap (auto)", "mma.sync", "tokens 16", "tokens 32", "tokens 64", "tokens 128",
                                                "min 4 batches/block", "min 8", "min 16", "no PDL", "tiled kernel",
                                                "INT8 swap", "INT8 mma.sync", "cuBLAS BF16", "INT4 roofline"};
   std::vector<VariantRow> swap_rows;
@@ -336,7 +336,7 @@ int main(int argc, char** argv) {
         mma.swap_wgmma = false;
         v.us.push_back(t(w4, c4, {}));
         v.us.push_back(t(w4, c4, mma));
-        for (int nt : {16, 32, 64}) {
+        for (int nt : {16, 32, 64, 128}) {
           rc::GemmOptions o;
           o.swap_tokens = nt;
           v.us.push_back(t(w4, c4, o));

@@ -37,8 +37,7 @@
 
 namespace rtnq::cuda::detail {
 
-inline constexpr int kSwapThreads = 128;  // 4 warps, one 64-column strip each
-inline constexpr int kSwapStrips = kSwapThreads / 32;
+inline constexpr int kSwapStrips = 4;               // 64-column strips per block, one per warp of a warpgroup
 inline constexpr int kSwapCols = kSwapStrips * 64;  // output columns per block
 inline constexpr int kSwapK = 64;                   // k per stage (4 units)
 
@@ -64,6 +63,12 @@ struct SwapParams {
 
 template <int BITS, int NT>
 struct SwapSizes {
+  // Up to 64 tokens one warpgroup takes all four slices of its strips (4 x NT/2 accumulators a thread). At 128
+  // tokens two warpgroups split them (slices 0-1 and 2-3 of the same strips): the accumulators still fit, and
+  // each dequantized weight feeds 128 tokens instead of 64 (half the dequantization per product).
+  static constexpr int kQ = NT > 64 ? 2 : 4;                      // slices (16 columns) per warp
+  static constexpr int kWarpgroups = 4 / kQ;
+  static constexpr int kThreads = 128 * kWarpgroups;
   static constexpr int kLaneU4 = BITS / 4;                        // 16-byte words per lane per unit
   static constexpr int kWarpWBytes = (kSwapK / 16) * 32 * kLaneU4 * 16;  // one strip's 4 units
   static constexpr int kWBytes = kSwapStrips * kWarpWBytes;
@@ -75,7 +80,8 @@ struct SwapSizes {
   // atoms are 1024-byte aligned).
   static constexpr int kSmemBytes = kStages * kStageBytes + 1024;
   static_assert(kWBytes % 1024 == 0 && kStageBytes % 1024 == 0, "every stage's activation tile is 1024-byte aligned");
-  static_assert(NT % 16 == 0 && NT >= 16 && NT <= 64, "token tiles come in ldmatrix.x4 pairs");
+  static_assert(NT % 16 == 0 && NT >= 16 && NT <= 128, "token tiles come in ldmatrix.x4 pairs");
+  static_assert((NT * 8) % kThreads == 0, "whole activation chunks per thread");
   static_assert(kSmemBytes <= 227 * 1024, "fits the opt-in shared memory of sm_90");
 };
 
@@ -83,11 +89,14 @@ struct SwapSizes {
 // registers, B = the activation tile through a descriptor), asynchronously, so the next unit's dequantization
 // overlaps the tensor cores; otherwise as mma.sync, four slices x NT/8 token tiles per warp.
 template <int BITS, typename T, int NT, bool kWG>
-__global__ void __launch_bounds__(kSwapThreads, NT == 64 ? 2 : (NT == 32 ? 3 : 4)) gemm_swap_kernel(SwapParams p) {
+__global__ void __launch_bounds__(SwapSizes<BITS, NT>::kThreads, NT == 128 ? 1 : NT == 64 ? 2 : (NT == 32 ? 3 : 4))
+    gemm_swap_kernel(SwapParams p) {
   using Sz = SwapSizes<BITS, NT>;
+  static_assert(kWG || Sz::kQ == 4, "two warpgroups per block only with wgmma");
   using Tr = ActTraits<T>;
   using T2 = typename Tr::T2;
   constexpr int kLaneU4 = Sz::kLaneU4, kStages = Sz::kStages, kTT = NT / 8;  // token tiles
+  constexpr int kQ = Sz::kQ, kThreads = Sz::kThreads;
   // Stages in flight ahead of the one in use. (Keeping one stage fewer in flight so that wgmma need not drain
   // at a stage boundary gained nothing: ptxas drains there anyway, warning C7517, because the accumulators are
   // re-zeroed on the epilogue path of the loop; see docs/perf-notes.md.)
@@ -100,6 +109,8 @@ __global__ void __launch_bounds__(kSwapThreads, NT == 64 ? 2 : (NT == 32 ? 3 : 4
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, t = lane & 3;
+  // Warp -> (strip of the block, warpgroup); warpgroup wg takes slices wg * kQ .. wg * kQ + kQ - 1.
+  const int wstrip = warp & 3, wg = warp >> 2;
   const int it_begin = int(int64_t(blockIdx.x) * p.total_iters / gridDim.x);
   const int it_end = int(int64_t(blockIdx.x + 1) * p.total_iters / gridDim.x);
   const int n_iters = it_end - it_begin;
@@ -125,16 +136,17 @@ __global__ void __launch_bounds__(kSwapThreads, NT == 64 ? 2 : (NT == 32 ? 3 : 4
   };
   const Cursor start{it_begin % KB, (it_begin / KB) % p.m_tiles, (it_begin / KB) / p.m_tiles};
   Cursor w_cur = start, a_cur = start;
-  // This thread's activation chunks: rows a_row0 + 16 i_, chunk a_ch (NT rows x 8 chunks of 8 elements, 128
-  // threads); chunk c of row r lands at c ^ (r & 7) (the 128-byte swizzle: ldmatrix and wgmma read it).
+  // This thread's activation chunks: rows a_row0 + kRowStep i_, chunk a_ch (NT rows x 8 chunks of 8 elements);
+  // chunk c of row r lands at c ^ (r & 7) (the 128-byte swizzle: ldmatrix and wgmma read it).
+  constexpr int kRowStep = kThreads / 8;
   const int a_row0 = tid >> 3, a_ch = tid & 7;
   auto issue_w = [&](int stage) {
     const Cursor c = w_cur;
     advance(w_cur);
     unsigned char* base = smem + stage * Sz::kStageBytes;
-    const int strip = c.cg * kSwapStrips + warp;
-    if (strip < p.strips) {
-      const uint32_t dst = smem_u32(base + warp * Sz::kWarpWBytes) + lane * 16;
+    const int strip = c.cg * kSwapStrips + wstrip;
+    if (wg == 0 && strip < p.strips) {  // one copy of each strip's weights, read by every warpgroup
+      const uint32_t dst = smem_u32(base + wstrip * Sz::kWarpWBytes) + lane * 16;
       const uint4* src = p.w + strip * strip_u4 + c.kb * (Sz::kWarpWBytes / 16) + lane;
 #pragma unroll
       for (int i = 0; i < Sz::kWarpWBytes / 16 / 32; ++i) {
@@ -161,16 +173,16 @@ __global__ void __launch_bounds__(kSwapThreads, NT == 64 ? 2 : (NT == 32 ? 3 : 4
     const T* src = a_g + int64_t(gm0) * p.k + gk;
     const bool k_ok = gk < p.k;  // k % 8 == 0: a chunk is all in or all out
 #pragma unroll
-    for (int i_ = 0; i_ < NT / 16; ++i_) {
-      // Row a_row0 + 16 i_ has the same (row & 7) as a_row0: the same swizzled chunk position.
-      const bool ok = k_ok && gm0 + 16 * i_ < p.m;
-      cp_async16_zfill(dst + 16 * i_ * 8 * 16, ok ? src + int64_t(16 * i_) * p.k : a_g, ok ? 16 : 0);
+    for (int i_ = 0; i_ < NT / kRowStep; ++i_) {
+      // Row a_row0 + kRowStep i_ has the same (row & 7) as a_row0: the same swizzled chunk position.
+      const bool ok = k_ok && gm0 + kRowStep * i_ < p.m;
+      cp_async16_zfill(dst + kRowStep * i_ * 8 * 16, ok ? src + int64_t(kRowStep * i_) * p.k : a_g, ok ? 16 : 0);
     }
   };
 
-  float acc[4][kTT][4];
+  float acc[kQ][kTT][4];
 #pragma unroll
-  for (int q = 0; q < 4; ++q)
+  for (int q = 0; q < kQ; ++q)
 #pragma unroll
     for (int i = 0; i < kTT; ++i)
 #pragma unroll
@@ -203,22 +215,33 @@ __global__ void __launch_bounds__(kSwapThreads, NT == 64 ? 2 : (NT == 32 ? 3 : 4
     if (++stage == kStages) stage = 0;
 
     const int cg = cur.cg;
-    const int strip = cg * kSwapStrips + warp;
+    const int strip = cg * kSwapStrips + wstrip;
     const bool active = strip < p.strips;  // the last column group may hold only 2 strips (n_pad % 256 == 128)
-    const uint4* w_s = reinterpret_cast<const uint4*>(base + warp * Sz::kWarpWBytes);
+    const uint4* w_s = reinterpret_cast<const uint4*>(base + wstrip * Sz::kWarpWBytes);
     const uint32_t a_s = smem_u32(base + Sz::kWBytes);
     const uint4* s_s = reinterpret_cast<const uint4*>(base + Sz::kWBytes + Sz::kABytes);
-    // Unit u's four A fragments (slices q = 0..3 of this warp's strip): word q dequantized, scaled, and put in
-    // A-fragment order {b0, b2, b1, b3} (see the top of this file).
-    auto a_frags = [&](int u, uint32_t (&af)[4][4]) {
+    // Unit u's A fragments (this warp's slices wg * kQ + q of its strip): word wg * kQ + q dequantized, scaled,
+    // and put in A-fragment order {b0, b2, b1, b3} (see the top of this file).
+    auto a_frags = [&](int u, uint32_t (&af)[kQ][4]) {
       uint4 wq[kLaneU4];
 #pragma unroll
       for (int c = 0; c < kLaneU4; ++c) wq[c] = w_s[(u * 32 + lane) * kLaneU4 + c];
-      const uint4 s4 = s_s[((u >> p.unit_shift) * kSwapCols + warp * 64 + g * 8) / 8];
-      const uint32_t s_words[4] = {s4.x, s4.y, s4.z, s4.w};
-      const uint32_t* words = reinterpret_cast<const uint32_t*>(wq);
+      const uint4 s4 = s_s[((u >> p.unit_shift) * kSwapCols + wstrip * 64 + g * 8) / 8];
+      const uint32_t s_all[4] = {s4.x, s4.y, s4.z, s4.w};
+      const uint32_t* w_all = reinterpret_cast<const uint32_t*>(wq);
+      // This warpgroup's slices (selects, not a run-time index into registers, which would go to local memory).
+      constexpr int kWordsPerSlice = BITS / 4;
+      uint32_t words[kQ * kWordsPerSlice], s_words[kQ];
 #pragma unroll
-      for (int q = 0; q < 4; ++q) {
+      for (int q = 0; q < kQ; ++q) {
+        s_words[q] = kQ == 4 || wg == 0 ? s_all[q] : s_all[kQ + q];
+#pragma unroll
+        for (int c = 0; c < kWordsPerSlice; ++c)
+          words[q * kWordsPerSlice + c] =
+              kQ == 4 || wg == 0 ? w_all[q * kWordsPerSlice + c] : w_all[(kQ + q) * kWordsPerSlice + c];
+      }
+#pragma unroll
+      for (int q = 0; q < kQ; ++q) {
         uint32_t b[4];
         if constexpr (BITS == 4) {
           dequant_int4<T>(words[q], b);
@@ -238,7 +261,7 @@ __global__ void __launch_bounds__(kSwapThreads, NT == 64 ? 2 : (NT == 32 ? 3 : 4
       // Fragments are double-buffered: unit u writes buffer u & 1 once the group of unit u - 2 has completed.
 
       const uint64_t desc0 = wgmma_desc_k128(a_s);
-      uint32_t afb[2][4][4];
+      uint32_t afb[2][kQ][4];
 #pragma unroll
       for (int u = 0; u < kSwapK / 16; ++u) {
         if (u >= 2) wgmma_wait<1>();  // the group of unit u - 2 used this buffer
@@ -247,12 +270,12 @@ __global__ void __launch_bounds__(kSwapThreads, NT == 64 ? 2 : (NT == 32 ? 3 : 4
         // group is pending makes ptxas insert a full wait there (warning C7517), which serialises the pipeline.
         wgmma_fence();
 #pragma unroll
-        for (int q = 0; q < 4; ++q) Wgmma<T, NT>::run(acc[q], afb[u & 1][q], desc0 + 2 * u);
+        for (int q = 0; q < kQ; ++q) Wgmma<T, NT>::run(acc[q], afb[u & 1][q], desc0 + 2 * u);
         wgmma_commit();
       }
       wgmma_wait<0>();  // this stage's activation tile is refilled right after the next barrier
 #pragma unroll
-      for (int q = 0; q < 4; ++q) wgmma_pin(acc[q]);
+      for (int q = 0; q < kQ; ++q) wgmma_pin(acc[q]);
     } else if (active) {
 #pragma unroll
       for (int u = 0; u < kSwapK / 16; ++u) {
@@ -270,10 +293,10 @@ __global__ void __launch_bounds__(kSwapThreads, NT == 64 ? 2 : (NT == 32 ? 3 : 4
           bfr[2 * i2 + 1][0] = r[2];
           bfr[2 * i2 + 1][1] = r[3];
         }
-        uint32_t af[4][4];
+        uint32_t af[kQ][4];
         a_frags(u, af);
 #pragma unroll
-        for (int q = 0; q < 4; ++q)
+        for (int q = 0; q < kQ; ++q)
 #pragma unroll
           for (int i = 0; i < kTT; ++i) mma_16816<T>(acc[q][i], af[q], bfr[i][0], bfr[i][1]);
       }
@@ -288,7 +311,7 @@ __global__ void __launch_bounds__(kSwapThreads, NT == 64 ? 2 : (NT == 32 ? 3 : 4
     seg_begin = it + 1;
     // This lane's fragment positions: columns col_base + 16 q + 8 h, tokens tok_base + 8 i (+1). Offsets from
     // two base pointers stay 32-bit (n * 64 and m * 256 fit), so the address arithmetic costs few registers.
-    const int col_base = strip * 64 + g, tok_base = m0 + 2 * t;
+    const int col_base = strip * 64 + 16 * kQ * wg + g, tok_base = m0 + 2 * t;
     float* ws_b = p.ws + int64_t(col_base) * p.m + tok_base;  // transposed workspace: [col][tok]
     T* c_b = c_g + int64_t(tok_base) * p.n + col_base;
     auto in_range = [&](int q, int i, int h) { return col_base + 16 * q + 8 * h < p.n && tok_base + 8 * i < p.m; };
@@ -296,7 +319,7 @@ __global__ void __launch_bounds__(kSwapThreads, NT == 64 ? 2 : (NT == 32 ? 3 : 4
     if (covered != KB) {
       if (active) {
 #pragma unroll
-        for (int q = 0; q < 4; ++q)
+        for (int q = 0; q < kQ; ++q)
 #pragma unroll
           for (int i = 0; i < kTT; ++i)
 #pragma unroll
@@ -314,7 +337,7 @@ __global__ void __launch_bounds__(kSwapThreads, NT == 64 ? 2 : (NT == 32 ? 3 : 4
       // Handed on: the accumulators restart from zero (the last block reloads the tile's sums into them). Zeroing
       // here, not later, ends their live range at the atomics (keeping them live cost ~50 spilled registers).
 #pragma unroll
-      for (int q = 0; q < 4; ++q)
+      for (int q = 0; q < kQ; ++q)
 #pragma unroll
         for (int i = 0; i < kTT; ++i)
 #pragma unroll
@@ -333,7 +356,7 @@ __global__ void __launch_bounds__(kSwapThreads, NT == 64 ? 2 : (NT == 32 ? 3 : 4
       __threadfence();  // everyone else's partial sums are visible once their counts are
       if (active) {
 #pragma unroll
-        for (int q = 0; q < 4; ++q) {
+        for (int q = 0; q < kQ; ++q) {
 #pragma unroll
           for (int i = 0; i < kTT; ++i)
 #pragma unroll
@@ -368,7 +391,7 @@ __global__ void __launch_bounds__(kSwapThreads, NT == 64 ? 2 : (NT == 32 ? 3 : 4
     // The whole tile's sums are in this block's registers: store C, clear the accumulators.
     if (active) {
 #pragma unroll
-      for (int q = 0; q < 4; ++q)
+      for (int q = 0; q < kQ; ++q)
 #pragma unroll
         for (int i = 0; i < kTT; ++i)
 #pragma unroll
@@ -398,7 +421,7 @@ cudaError_t launch_gemm_swap(const SwapParams& p, int blocks, bool pdl, cudaStre
   if (const cudaError_t e = swap_smem_attr<BITS, T, NT, kWG>(); e != cudaSuccess) return e;
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(unsigned(blocks), 1, 1);
-  cfg.blockDim = dim3(kSwapThreads, 1, 1);
+  cfg.blockDim = dim3(unsigned(SwapSizes<BITS, NT>::kThreads), 1, 1);
   cfg.dynamicSmemBytes = size_t(SwapSizes<BITS, NT>::kSmemBytes);
   cfg.stream = stream;
   cudaLaunchAttribute attr[1];
@@ -417,7 +440,7 @@ int gemm_swap_blocks_per_sm() {
   int blocks = cache.load(std::memory_order_relaxed);
   if (blocks == 0) {
     if (swap_smem_attr<BITS, T, NT, kWG>() != cudaSuccess ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, gemm_swap_kernel<BITS, T, NT, kWG>, kSwapThreads,
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, gemm_swap_kernel<BITS, T, NT, kWG>, SwapSizes<BITS, NT>::kThreads,
                                                       SwapSizes<BITS, NT>::kSmemBytes) != cudaSuccess) {
       (void)cudaGetLastError();
       blocks = 1;
@@ -439,8 +462,10 @@ int gemm_swap_blocks_per_sm() {
   RTNQ_SWAP_INSTANCE(PREFIX, 8, T, 16, WG)    \
   RTNQ_SWAP_INSTANCE(PREFIX, 8, T, 32, WG)    \
   RTNQ_SWAP_INSTANCE(PREFIX, 8, T, 64, WG)
-#define RTNQ_SWAP_INSTANCES_FOR(PREFIX, T) \
-  RTNQ_SWAP_INSTANCES_WG(PREFIX, T, false) \
-  RTNQ_SWAP_INSTANCES_WG(PREFIX, T, true)
+#define RTNQ_SWAP_INSTANCES_FOR(PREFIX, T)   \
+  RTNQ_SWAP_INSTANCES_WG(PREFIX, T, false)   \
+  RTNQ_SWAP_INSTANCES_WG(PREFIX, T, true)    \
+  RTNQ_SWAP_INSTANCE(PREFIX, 4, T, 128, true) \
+  RTNQ_SWAP_INSTANCE(PREFIX, 8, T, 128, true)
 
 }  // namespace rtnq::cuda::detail

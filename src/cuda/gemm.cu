@@ -195,12 +195,16 @@ cudaError_t dispatch_swap_as(const GemmParams& base, int64_t m, size_t ws_bytes,
 template <int BITS, typename T>
 cudaError_t dispatch_swap(const GemmParams& base, int64_t m, size_t ws_bytes, void* ws_ptr, const GemmOptions& opt,
                           cudaStream_t stream) {
-  const int nt = opt.swap_tokens != 0 ? opt.swap_tokens : (m <= 16 ? 16 : m <= 32 ? 32 : 64);
+  // Token tile: the smallest that holds m, 128 (two warpgroups) above 64 with wgmma, else 64.
+  const int nt = opt.swap_tokens != 0 ? opt.swap_tokens
+                                      : (m <= 16 ? 16 : m <= 32 ? 32 : (m <= 64 || !opt.swap_wgmma) ? 64 : 128);
   if (opt.swap_wgmma) {
     if (nt == 16) return dispatch_swap_as<BITS, T, 16, true>(base, m, ws_bytes, ws_ptr, opt, stream);
     if (nt == 32) return dispatch_swap_as<BITS, T, 32, true>(base, m, ws_bytes, ws_ptr, opt, stream);
-    return dispatch_swap_as<BITS, T, 64, true>(base, m, ws_bytes, ws_ptr, opt, stream);
+    if (nt == 64) return dispatch_swap_as<BITS, T, 64, true>(base, m, ws_bytes, ws_ptr, opt, stream);
+    return dispatch_swap_as<BITS, T, 128, true>(base, m, ws_bytes, ws_ptr, opt, stream);
   }
+  if (nt == 128) return fail(cudaErrorInvalidValue, "gemm_quant: swap_tokens 128 needs swap_wgmma");
   if (nt == 16) return dispatch_swap_as<BITS, T, 16, false>(base, m, ws_bytes, ws_ptr, opt, stream);
   if (nt == 32) return dispatch_swap_as<BITS, T, 32, false>(base, m, ws_bytes, ws_ptr, opt, stream);
   return dispatch_swap_as<BITS, T, 64, false>(base, m, ws_bytes, ws_ptr, opt, stream);
@@ -271,8 +275,9 @@ cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t 
     return fail(cudaErrorInvalidValue, "gemm_quant: a must be 16-byte aligned (it is read in 16-byte chunks)");
   if (opt.m_tile_rows != 0 && opt.m_tile_rows != 16 && opt.m_tile_rows != 64)
     return fail(cudaErrorInvalidValue, "gemm_quant: m_tile_rows must be 0 (auto), 16 or 64");
-  if (opt.swap_tokens != 0 && opt.swap_tokens != 16 && opt.swap_tokens != 32 && opt.swap_tokens != 64)
-    return fail(cudaErrorInvalidValue, "gemm_quant: swap_tokens must be 0 (auto), 16, 32 or 64");
+  if (opt.swap_tokens != 0 && opt.swap_tokens != 16 && opt.swap_tokens != 32 && opt.swap_tokens != 64 &&
+      opt.swap_tokens != 128)
+    return fail(cudaErrorInvalidValue, "gemm_quant: swap_tokens must be 0 (auto), 16, 32, 64 or 128");
   if (opt.kernel == GemmOptions::Kernel::kDecode && m > kDecodeMaxM)
     return fail(cudaErrorInvalidValue, "gemm_quant: the decode kernel takes m <= " + std::to_string(kDecodeMaxM) +
                                            ", got m = " + std::to_string(m));

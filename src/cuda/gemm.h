@@ -64,7 +64,8 @@ struct GemmOptions {
   // tiled kernel (gemm-kernel.cuh), which auto no longer picks (slower at every m measured).
   enum class Kernel : uint8_t { kAuto, kTiled, kDecode, kSwap };
   Kernel kernel = Kernel::kAuto;
-  // Swapped-operand kernel: tokens per block tile, 16, 32 or 64; 0 chooses the smallest that holds m (64 above).
+  // Swapped-operand kernel: tokens per block tile, 16, 32, 64 or 128 (wgmma only); 0 chooses the smallest that
+  // holds m (128 above 64 with wgmma, 64 with mma.sync).
   int swap_tokens = 0;
   // Swapped-operand kernel: each block streams at least this many 64-deep k batches (0 = one block per
   // resident slot). Fewer, longer stripes mean fewer split-k partial sums ([tokens x 256] fp32 each).

@@ -217,7 +217,7 @@ inline CheckResult check_repack(Context& ctx, int64_t n, int64_t k, int bits, in
 }
 
 enum class Path {
-  kQuant, kQuantNoSplit, kQuantTile16, kQuantTile64, kQuantTiled, kDecodeLong, kSwap16, kSwap32, kSwap64, kSwapMma,
+  kQuant, kQuantNoSplit, kQuantTile16, kQuantTile64, kQuantTiled, kDecodeLong, kSwap16, kSwap32, kSwap64, kSwap128, kSwapMma,
   kDense, kDequant, kAutoCached
 };
 inline const char* path_label(Path p) {
@@ -231,6 +231,7 @@ inline const char* path_label(Path p) {
     case Path::kSwap16: return "swap16";
     case Path::kSwap32: return "swap32";
     case Path::kSwap64: return "swap64";
+    case Path::kSwap128: return "swap128";
     case Path::kSwapMma: return "swap-mma";
     case Path::kDense: return "dense";
     case Path::kDequant: return "dequant";
@@ -322,12 +323,17 @@ inline CheckResult check_gemm(Context& ctx, const GemmCase& g, double* err_out =
       case Path::kSwap16:
       case Path::kSwap32:
       case Path::kSwap64:
+      case Path::kSwap128:
       case Path::kSwapMma: {
         // The swapped-operand kernel with a forced token tile (where auto picks another tile or kernel), or with
         // mma.sync instead of wgmma.
         GemmOptions o;
         o.kernel = GemmOptions::Kernel::kSwap;
-        o.swap_tokens = g.path == Path::kSwap16 ? 16 : g.path == Path::kSwap32 ? 32 : g.path == Path::kSwap64 ? 64 : 0;
+        o.swap_tokens = g.path == Path::kSwap16   ? 16
+                        : g.path == Path::kSwap32 ? 32
+                        : g.path == Path::kSwap64 ? 64
+                        : g.path == Path::kSwap128 ? 128
+                                                   : 0;
         o.swap_wgmma = g.path != Path::kSwapMma;
         RTNQ_CHECK_CUDA_OR_FAIL(gemm_quant(d_a.ptr, w, d_c.ptr, g.m, ctx.ws, ctx.stream, o), label);
         break;
@@ -425,6 +431,9 @@ inline std::vector<GemmCase> gemm_cases() {
       for (int64_t m : {3, 65}) cases.push_back({m, 301, 256, bits, 16, act, Path::kSwap32});
       for (int64_t m : {9, 100}) cases.push_back({m, 1000, 1536, bits, 32, act, Path::kSwap64});
       for (int64_t m : {3, 17, 64, 130}) cases.push_back({m, 576, 576, bits, 64, act, Path::kSwapMma});
+      for (int64_t m : {3, 128, 200}) cases.push_back({m, 301, 256, bits, 16, act, Path::kSwap128});
+      cases.push_back({129, 1000, 1536, bits, 32, act, Path::kSwap128});
+      cases.push_back({97, 333, 200, bits, -1, act, Path::kSwap128});
       cases.push_back({40, 1000, 1536, bits, 32, act, Path::kSwapMma});
       cases.push_back({33, 4096, 4096, bits, 128, act, Path::kSwapMma});
       cases.push_back({300, 1536, 576, bits, 128, act, Path::kDense});
