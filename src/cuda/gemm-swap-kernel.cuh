@@ -1,33 +1,39 @@
-// The swapped-operand kernel: the fused dequantize-and-multiply for m > 16 (batched decoding, short prompts),
-// computed as C^T = W * A^T so the weights, not the activations, fill the 16-row side of each mma.
+// The swapped-operand kernel: the fused dequantize-and-multiply that gemm_quant runs by default (every m, except
+// one token on small linears), computed as C^T = W * A^T so the weights, not the activations, fill the 16-row
+// side of each MMA.
 //
-// Why swap. mma.sync m16n8k16 multiplies a 16-row A fragment by an 8-column B fragment. The tiled kernel
-// (gemm-kernel.cuh) puts the activations on the 16-row side and keeps one 16- or 64-row tile of A per block,
-// shared by only 128 weight columns, and splits k over its warps (a shared-memory reduction per tile). Here the
-// dequantized weights are the A operand - the repacked layout already gives a lane, for one 16 x 64 unit, words
-// that are A fragments of four 16-column slices (see below) - and the activations are the B operand, 8 tokens per
-// fragment, loaded with ldmatrix from one activation tile that all four warps of the block share. So:
-//   - a block covers 4 strips = 256 output columns, one strip per warp; every warp streams its own strip's weight
-//     units (one 16-byte load per lane per unit, INT4) and owns its output columns outright, so there is no
-//     reduction between warps;
+// Why swap. An MMA multiplies a 16-row (mma.sync) or 64-row (wgmma: 16 per warp) A operand by an 8..256-column B
+// operand. The tiled kernel (gemm-kernel.cuh) puts the activations on the row side and keeps one 16- or 64-row
+// tile of A per block, shared by only 128 weight columns, and splits k over its warps (a shared-memory reduction
+// per tile). Here the dequantized weights are the A operand - the repacked layout already gives a lane, for one
+// 16 x 64 unit, words that are A fragments of four 16-column slices (see below) - and the activations are the B
+// operand, from one activation tile that the whole block shares. So:
+//   - a block covers 4 strips = 256 output columns, one strip per warp of a warpgroup; the weights of a strip are
+//     streamed once per block (one 16-byte chunk per lane per unit, INT4), and every warp owns its output
+//     columns outright, so there is no reduction between warps;
 //   - one activation tile (NT tokens x 64 k) serves 256 columns, 4x fewer activation bytes per weight byte than
 //     a per-warp copy;
-//   - each unit is 4 (slices) x NT/8 (token tiles) mma per warp.
+//   - with wgmma (kWG) each unit is 4 (slices) m64nNTk16 per warpgroup, asynchronous, the next unit's weights
+//     dequantized meanwhile; with mma.sync 4 x NT/8 m16n8k16 per warp, B fragments by ldmatrix. At NT = 128 two
+//     warpgroups split the slices (0-1, 2-3) of the same strips.
 //
 // A-fragment identity. For lane (g = lane / 4, t = lane % 4) and slice s, word s of the lane's unit dequantizes
 // (dequant_int4 / dequant_int8) into b[0..3] = the B registers of n8 tiles j = 0, 1 with (kh = 0, 1): b[2j + kh]
 // holds column 16 s + 8 j + g at k = 8 kh + 2 t, +1. The A fragment of the 16 (columns) x 16 (k) slice wants
 // a0 = (row g, k 2t), a1 = (row g + 8, k 2t), a2 = (row g, k 2t + 8), a3 = (row g + 8, k 2t + 8), i.e.
-// {b[0], b[2], b[1], b[3]}. The accumulator then holds rows (= output columns) g and g + 8 of the slice and
-// columns (= tokens) 2t, 2t + 1 of the token tile.
+// {b[0], b[2], b[1], b[3]} - for mma.sync and, per warp of the warpgroup, for wgmma alike. The accumulator then
+// holds rows (= output columns) g and g + 8 of the slice and columns (= tokens) 2t, 2t + 1 of each 8-token tile.
 //
 // Work split: stream-K over (column group of 4 strips, m tile, 64-deep k batch), k fastest, then the m tiles of
 // one column group (their weights come from L2 the second time), as in the tiled kernel. Partial covers meet in
 // the fp32 workspace, stored transposed ([n][m]: a lane's two tokens are adjacent, so the atomics are float2),
-// with a per-tile arrival counter; the block that completes a tile converts, stores C and zeroes the workspace.
+// with a per-tile arrival counter; in the block that completes a tile every warp reloads the finished sums of its
+// own fragment positions into its accumulators, stores C and zeroes the workspace.
 // Pipeline: block-wide kStages-deep cp.async ring; weights with an L2 evict-first hint when each is read once.
-// Programmatic dependent launch as in the decode kernel: weights and scales of the first stages are requested
-// before griddepcontrol.wait, the activations after it.
+// The activation tile's XOR swizzle (chunk c of row r at c ^ (r & 7)) is the 128-byte swizzle that wgmma's
+// descriptor names, so ldmatrix and wgmma read the same tile. Programmatic dependent launch as in the decode
+// kernel: weights and scales of the first stages are requested before griddepcontrol.wait, the activations after.
+// Measurements of every variant: docs/perf-notes.md, "Swapped-operand kernel".
 #pragma once
 
 #include <atomic>

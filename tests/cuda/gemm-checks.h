@@ -408,7 +408,7 @@ inline std::vector<GemmCase> gemm_cases() {
       for (int64_t m : {1, 17, 64}) cases.push_back({m, 3072, 576, bits, 64, act, Path::kQuantTile64});
       for (int64_t m : {65, 256, 1025}) cases.push_back({m, 1536, 576, bits, 128, act, Path::kQuantTile16});
       cases.push_back({3, 4096, 14336, bits, 64, act, Path::kQuantNoSplit});
-      // m <= 16 runs the decode kernel by default: keep the tiled kernel checked there too, and the decode
+      // The tiled kernel is never picked by default: keep it checked at small m, and the decode
       // kernel with long stripes, small groups (scales per unit), odd n (scalar atomics) and per-channel.
       for (int64_t m : {1, 3, 16}) cases.push_back({m, 3072, 576, bits, 64, act, Path::kQuantTiled});
       cases.push_back({1, 4096, 4096, bits, 128, act, Path::kQuantTiled});
@@ -420,7 +420,7 @@ inline std::vector<GemmCase> gemm_cases() {
       cases.push_back({11, 301, 256, bits, 16, act, Path::kDecodeLong});
       cases.push_back({4, 1000, 1536, bits, 32, act, Path::kQuant});
       cases.push_back({13, 333, 200, bits, -1, act, Path::kDecodeLong});
-      // m > 16 runs the swapped-operand kernel by default: small groups (4 and 2 scale rows per stage), odd m
+      // Every m > 1 runs the swapped-operand kernel by default: small groups (4 and 2 scale rows per stage), odd m
       // (scalar atomics), odd n, per-channel, several m tiles, whole tiles only, and each token tile forced.
       cases.push_back({17, 301, 256, bits, 16, act, Path::kQuant});
       cases.push_back({40, 1000, 1536, bits, 32, act, Path::kQuant});
