@@ -41,7 +41,7 @@ namespace {
 
 // 16-row tiles (decoding) up to this m; the configuration measured and checked on an H100 (docs/perf-notes.md).
 constexpr int64_t kSmallTileMaxM = 16;
-// Auto picks the decode kernel at m = 1 only for linears with fewer weights than this.
+// Auto picks the decode kernel at m = 1 only for INT4 linears with fewer weights than this.
 constexpr int64_t kDecodeOnlyBelowWeights = int64_t(32) << 20;
 
 int sm_count() {
@@ -297,12 +297,13 @@ cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t 
   p.scale_rows = w.shape.group < kTileK ? int(kTileK / w.shape.group) : 1;
   p.k_tiles = p.k_pad / kTileK;
   cudaError_t e;
-  // Auto: the decode kernel for one token on linears under 32M weights (8B qkv 10.4 vs 12.5 us, o 9.3 vs 9.4 on
-  // an H100), the swapped-operand kernel everywhere else (already at m = 1 on larger linears: 8B gate_up 28.4 vs
-  // 31.0 us, 70B gate_up 95 vs 107-128 us; at m = 4 the 8B layer 64 vs 81 us). Measurements: docs/perf-notes.md.
+  // Auto: the decode kernel for one token on INT4 linears under 32M weights (H100, run 10: 8B qkv 10.4 vs 11.7 us,
+  // o 9.2 vs 9.0), the swapped-operand kernel everywhere else: at m = 1 on larger linears (8B gate_up 25.9 vs
+  // 27.5 us, 70B gate_up 87-112 vs 107-128 us), for INT8 at every size (8B qkv 14.0 vs 14.8 us, o 11.7 vs 12.5),
+  // and at m >= 2 (the 8B layer at m = 4: 61 vs 81 us). Measurements: docs/perf-notes.md.
   const bool automatic = opt.kernel == GemmOptions::Kernel::kAuto && opt.m_tile_rows == 0;
   const bool decode = opt.kernel == GemmOptions::Kernel::kDecode ||
-                      (automatic && m == 1 && w.shape.n * w.shape.k < kDecodeOnlyBelowWeights);
+                      (automatic && m == 1 && w.shape.bits == 4 && w.shape.n * w.shape.k < kDecodeOnlyBelowWeights);
   const bool swap = opt.kernel == GemmOptions::Kernel::kSwap || (automatic && !decode);
   if (swap) {
     if (w.shape.bits == 4)

@@ -58,7 +58,7 @@ struct GemmOptions {
   int max_splits = 0;
   // Rows of A per block: 0 chooses (16 up to a measured m, then 64); 16 or 64 forces one (benchmarks, tests).
   int m_tile_rows = 0;
-  // Which fused kernel: kAuto takes the swapped-operand kernel (gemm-swap-kernel.cuh), except at m = 1 on
+  // Which fused kernel: kAuto takes the swapped-operand kernel (gemm-swap-kernel.cuh), except at m = 1 on INT4
   // linears under 32M weights, where the decode kernel (per-warp weight streams, gemm-decode-kernel.cuh) is a
   // little faster; the others force one (the decode kernel only exists for m <= 16). m_tile_rows != 0 forces the
   // tiled kernel (gemm-kernel.cuh), which auto no longer picks (slower at every m measured).
