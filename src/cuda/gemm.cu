@@ -216,7 +216,8 @@ cudaError_t dispatch_swap(const GemmParams& base, int64_t m, size_t ws_bytes, vo
 const char* gemm_error_message() { return detail::t_error.c_str(); }
 
 size_t gemm_workspace_bytes(int64_t max_m, int64_t max_n) {
-  // Counters: one per tile of the tiled kernel, or one per 64-column strip of the decode kernel.
+  // Counters: one per tile of the tiled kernel (16 x 128), which covers the swapped-operand kernel's tiles (16+
+  // tokens x 256 columns), or one per 64-column strip of the decode kernel.
   const int64_t tiles = ((max_m + 15) / 16) * ((max_n + detail::kTileN - 1) / detail::kTileN);
   const int64_t counters = std::max(tiles, (max_n + 63) / 64);
   return size_t(counters * 4 + 255) / 256 * 256 + size_t(max_m) * size_t(max_n) * 4;
