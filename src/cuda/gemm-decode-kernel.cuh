@@ -79,7 +79,6 @@ template <int BITS, typename T, bool kWide>
 __global__ void __launch_bounds__(kDecThreads, 6) gemm_decode_kernel(DecodeParams p) {
   using Sz = DecodeSizes<BITS>;
   using Tr = ActTraits<T>;
-  using T2 = typename Tr::T2;
   constexpr int kU = Sz::kU, kLaneU4 = Sz::kLaneU4, kStages = Sz::kStages;
   constexpr int kWarps = kDecThreads / 32;
   extern __shared__ __align__(16) unsigned char smem[];
@@ -272,17 +271,7 @@ __global__ void __launch_bounds__(kDecThreads, 6) gemm_decode_kernel(DecodeParam
 #pragma unroll
       for (int sl = 0; sl < 4; ++sl) {
         uint32_t bq[4];
-        if constexpr (BITS == 4) {
-          dequant_int4<T>(words[sl], bq);
-        } else {
-          dequant_int8<T>(words[2 * sl], words[2 * sl + 1], bq);
-        }
-        const T2 sc2 = as_t2<T2>(s_words[sl]);
-        const T2 s0 = Tr::low2(sc2), s1 = Tr::high2(sc2);
-        bq[0] = as_u32(__hmul2(as_t2<T2>(bq[0]), s0));
-        bq[1] = as_u32(__hmul2(as_t2<T2>(bq[1]), s0));
-        bq[2] = as_u32(__hmul2(as_t2<T2>(bq[2]), s1));
-        bq[3] = as_u32(__hmul2(as_t2<T2>(bq[3]), s1));
+        dequant_slice_scaled<BITS, T>(words, sl, s_words[sl], bq);
         mma_16816<T>(acc[2 * sl + 0], af, bq[0], bq[1]);
         mma_16816<T>(acc[2 * sl + 1], af, bq[2], bq[3]);
       }

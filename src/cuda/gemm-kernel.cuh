@@ -144,6 +144,26 @@ __device__ __forceinline__ void dequant_int8<__nv_bfloat16>(uint32_t w0, uint32_
   }
 }
 
+// Slice sl (16 columns) of a lane's unit words -> the four B registers b[2 j + kh] of its two n8 tiles, dequantized
+// and scaled: tile j = 0 by the low half of s_word, tile j = 1 by the high half (see repack-layout.h). The one
+// dequantize-and-scale step of all three fused kernels.
+template <int BITS, typename T>
+__device__ __forceinline__ void dequant_slice_scaled(const uint32_t* words, int sl, uint32_t s_word, uint32_t (&b)[4]) {
+  using Tr = ActTraits<T>;
+  using T2 = typename Tr::T2;
+  if constexpr (BITS == 4) {
+    dequant_int4<T>(words[sl], b);
+  } else {
+    dequant_int8<T>(words[2 * sl], words[2 * sl + 1], b);
+  }
+  const T2 sc2 = as_t2<T2>(s_word);
+  const T2 s0 = Tr::low2(sc2), s1 = Tr::high2(sc2);
+  b[0] = as_u32(__hmul2(as_t2<T2>(b[0]), s0));
+  b[1] = as_u32(__hmul2(as_t2<T2>(b[1]), s0));
+  b[2] = as_u32(__hmul2(as_t2<T2>(b[2]), s1));
+  b[3] = as_u32(__hmul2(as_t2<T2>(b[3]), s1));
+}
+
 template <typename T>
 __device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
 template <>
@@ -194,7 +214,6 @@ template <int BITS, typename T, int MB>
 __global__ void __launch_bounds__(kThreads, MB == 1 ? 3 : 1) gemm_quant_kernel(GemmParams p) {
   using Sz = TileSizes<BITS, MB>;
   using Tr = ActTraits<T>;
-  using T2 = typename Tr::T2;
   constexpr int kLaneU4 = BITS / 4;  // 16-byte chunks one lane holds per unit
   constexpr int kRows = MB * 16;
   constexpr int kStages = Sz::kStages;
@@ -324,18 +343,7 @@ __global__ void __launch_bounds__(kThreads, MB == 1 ? 3 : 1) gemm_quant_kernel(G
 #pragma unroll
       for (int sl = 0; sl < 4; ++sl) {
         uint32_t b[4];
-        if constexpr (BITS == 4) {
-          dequant_int4<T>(wwords[sl], b);
-        } else {
-          dequant_int8<T>(wwords[2 * sl], wwords[2 * sl + 1], b);
-        }
-        // sc_words[sl] holds the scales of tiles j = 0 (low half) and j = 1 (high half).
-        const T2 sc2 = as_t2<T2>(sc_words[sl]);
-        const T2 s0 = Tr::low2(sc2), s1 = Tr::high2(sc2);
-        b[0] = as_u32(__hmul2(as_t2<T2>(b[0]), s0));
-        b[1] = as_u32(__hmul2(as_t2<T2>(b[1]), s0));
-        b[2] = as_u32(__hmul2(as_t2<T2>(b[2]), s1));
-        b[3] = as_u32(__hmul2(as_t2<T2>(b[3]), s1));
+        dequant_slice_scaled<BITS, T>(wwords, sl, sc_words[sl], b);  // scales of tiles j = 0 (low), 1 (high)
 #pragma unroll
         for (int mb = 0; mb < MB; ++mb) {
           mma_16816<T>(acc[mb][2 * sl + 0], af[mb], b[0], b[1]);
