@@ -100,7 +100,6 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT>::kThreads, NT == 128 ? 1 :
   using Sz = SwapSizes<BITS, NT>;
   static_assert(kWG || Sz::kQ == 4, "two warpgroups per block only with wgmma");
   using Tr = ActTraits<T>;
-  using T2 = typename Tr::T2;
   constexpr int kLaneU4 = Sz::kLaneU4, kStages = Sz::kStages, kTT = NT / 8;  // token tiles
   constexpr int kQ = Sz::kQ, kThreads = Sz::kThreads;
   // Stages in flight ahead of the one in use. (Keeping one stage fewer in flight so that wgmma need not drain
@@ -249,17 +248,11 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT>::kThreads, NT == 128 ? 1 :
 #pragma unroll
       for (int q = 0; q < kQ; ++q) {
         uint32_t b[4];
-        if constexpr (BITS == 4) {
-          dequant_int4<T>(words[q], b);
-        } else {
-          dequant_int8<T>(words[2 * q], words[2 * q + 1], b);
-        }
-        const T2 sc2 = as_t2<T2>(s_words[q]);
-        const T2 s0 = Tr::low2(sc2), s1 = Tr::high2(sc2);
-        af[q][0] = as_u32(__hmul2(as_t2<T2>(b[0]), s0));
-        af[q][1] = as_u32(__hmul2(as_t2<T2>(b[2]), s1));
-        af[q][2] = as_u32(__hmul2(as_t2<T2>(b[1]), s0));
-        af[q][3] = as_u32(__hmul2(as_t2<T2>(b[3]), s1));
+        dequant_slice_scaled<BITS, T>(words, q, s_words[q], b);
+        af[q][0] = b[0];
+        af[q][1] = b[2];
+        af[q][2] = b[1];
+        af[q][3] = b[3];
       }
     };
     if constexpr (kWG) {
@@ -320,25 +313,33 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT>::kThreads, NT == 128 ? 1 :
     const int col_base = strip * 64 + 16 * kQ * wg + g, tok_base = m0 + 2 * t;
     float* ws_b = p.ws + int64_t(col_base) * p.m + tok_base;  // transposed workspace: [col][tok]
     T* c_b = c_g + int64_t(tok_base) * p.n + col_base;
-    auto in_range = [&](int q, int i, int h) { return col_base + 16 * q + 8 * h < p.n && tok_base + 8 * i < p.m; };
     const bool pairs = (p.m & 1) == 0;  // float2 workspace accesses need col * m + tok even (tok is even)
+    // Fragment pair (q, i, h): accumulators acc[q][i][2h] (column col_base + 16 q + 8 h, token tok_base + 8 i)
+    // and acc[q][i][2h + 1] (the next token); exists(): its first element is inside C, tok1(): so is its second;
+    // slot(): its workspace address. slice_pairs(q, f) calls f(i, h) for each pair of slice q that exists.
+    auto exists = [&](int q, int i, int h) { return col_base + 16 * q + 8 * h < p.n && tok_base + 8 * i < p.m; };
+    auto tok1 = [&](int i) { return tok_base + 8 * i + 1 < p.m; };
+    auto slot = [&](int q, int i, int h) { return ws_b + (16 * q + 8 * h) * p.m + 8 * i; };
+    auto slice_pairs = [&](int q, auto&& f) {
+#pragma unroll
+      for (int i = 0; i < kTT; ++i)
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+          if (exists(q, i, h)) f(i, h);
+    };
     if (covered != KB) {
       if (active) {
 #pragma unroll
         for (int q = 0; q < kQ; ++q)
-#pragma unroll
-          for (int i = 0; i < kTT; ++i)
-#pragma unroll
-            for (int h = 0; h < 2; ++h) {
-              if (!in_range(q, i, h)) continue;
-              float* dst = ws_b + (16 * q + 8 * h) * p.m + 8 * i;
-              if (pairs) {
-                atomicAdd(reinterpret_cast<float2*>(dst), make_float2(acc[q][i][2 * h], acc[q][i][2 * h + 1]));
-              } else {
-                atomicAdd(dst, acc[q][i][2 * h]);
-                if (tok_base + 8 * i + 1 < p.m) atomicAdd(dst + 1, acc[q][i][2 * h + 1]);
-              }
+          slice_pairs(q, [&](int i, int h) {
+            float* dst = slot(q, i, h);
+            if (pairs) {
+              atomicAdd(reinterpret_cast<float2*>(dst), make_float2(acc[q][i][2 * h], acc[q][i][2 * h + 1]));
+            } else {
+              atomicAdd(dst, acc[q][i][2 * h]);
+              if (tok1(i)) atomicAdd(dst + 1, acc[q][i][2 * h + 1]);
             }
+          });
       }
       // Handed on: the accumulators restart from zero (the last block reloads the tile's sums into them). Zeroing
       // here, not later, ends their live range at the atomics (keeping them live cost ~50 spilled registers).
@@ -363,38 +364,31 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT>::kThreads, NT == 128 ? 1 :
       if (active) {
 #pragma unroll
         for (int q = 0; q < kQ; ++q) {
-#pragma unroll
-          for (int i = 0; i < kTT; ++i)
-#pragma unroll
-            for (int h = 0; h < 2; ++h) {
-              if (!in_range(q, i, h)) continue;
-              const float* src = ws_b + (16 * q + 8 * h) * p.m + 8 * i;
-              if (pairs) {
-                const float2 v = __ldcg(reinterpret_cast<const float2*>(src));
-                acc[q][i][2 * h] = v.x, acc[q][i][2 * h + 1] = v.y;
-              } else {
-                acc[q][i][2 * h] = __ldcg(src);
-                if (tok_base + 8 * i + 1 < p.m) acc[q][i][2 * h + 1] = __ldcg(src + 1);
-              }
+          slice_pairs(q, [&](int i, int h) {
+            const float* src = slot(q, i, h);
+            if (pairs) {
+              const float2 v = __ldcg(reinterpret_cast<const float2*>(src));
+              acc[q][i][2 * h] = v.x, acc[q][i][2 * h + 1] = v.y;
+            } else {
+              acc[q][i][2 * h] = __ldcg(src);
+              if (tok1(i)) acc[q][i][2 * h + 1] = __ldcg(src + 1);
             }
-#pragma unroll
-          for (int i = 0; i < kTT; ++i)
-#pragma unroll
-            for (int h = 0; h < 2; ++h) {
-              if (!in_range(q, i, h)) continue;
-              float* dst = ws_b + (16 * q + 8 * h) * p.m + 8 * i;
-              if (pairs) {
-                __stcg(reinterpret_cast<float2*>(dst), make_float2(0.f, 0.f));
-              } else {
-                __stcg(dst, 0.f);
-                if (tok_base + 8 * i + 1 < p.m) __stcg(dst + 1, 0.f);
-              }
+          });
+          slice_pairs(q, [&](int i, int h) {
+            float* dst = slot(q, i, h);
+            if (pairs) {
+              __stcg(reinterpret_cast<float2*>(dst), make_float2(0.f, 0.f));
+            } else {
+              __stcg(dst, 0.f);
+              if (tok1(i)) __stcg(dst + 1, 0.f);
             }
+          });
         }
       }
       if (tid == 0) *counter = 0;
     }
-    // The whole tile's sums are in this block's registers: store C, clear the accumulators.
+    // The whole tile's sums are in this block's registers: store C, clear the accumulators (pair by pair, as they
+    // are stored: clearing them after the loop cost the 128-token instances 20 more registers).
     if (active) {
 #pragma unroll
       for (int q = 0; q < kQ; ++q)
@@ -402,10 +396,10 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT>::kThreads, NT == 128 ? 1 :
         for (int i = 0; i < kTT; ++i)
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
-            if (in_range(q, i, h)) {
+            if (exists(q, i, h)) {
               T* dst = c_b + (8 * i) * p.n + 16 * q + 8 * h;
               dst[0] = Tr::from_float(acc[q][i][2 * h]);
-              if (tok_base + 8 * i + 1 < p.m) dst[p.n] = Tr::from_float(acc[q][i][2 * h + 1]);
+              if (tok1(i)) dst[p.n] = Tr::from_float(acc[q][i][2 * h + 1]);
             }
             acc[q][i][2 * h] = acc[q][i][2 * h + 1] = 0.f;
           }
