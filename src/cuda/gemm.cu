@@ -56,6 +56,43 @@ int sm_count() {
   return count;
 }
 
+// A split-k workspace: `count` arrival counters (padded to 256 bytes), then the fp32 partial sums of the whole
+// [m, n] output. The layout every fused kernel uses; gemm_workspace_bytes sizes it for the largest call.
+size_t split_workspace_bytes(int64_t count, int64_t m, int64_t n) {
+  return (size_t(count) * 4 + 255) / 256 * 256 + size_t(m) * size_t(n) * 4;
+}
+struct SplitWorkspace {
+  int* counters;
+  float* partials;
+  bool fits;  // the caller's workspace holds both (else the kernel must not split k)
+};
+SplitWorkspace carve_workspace(void* ws_ptr, size_t ws_bytes, int64_t count, int64_t m, int64_t n) {
+  const size_t counter_bytes = (size_t(count) * 4 + 255) / 256 * 256;
+  return {static_cast<int*>(ws_ptr),
+          ws_ptr ? reinterpret_cast<float*>(static_cast<char*>(ws_ptr) + counter_bytes) : nullptr,
+          ws_ptr != nullptr && ws_bytes >= split_workspace_bytes(count, m, n)};
+}
+
+// The fields the decode and swapped-operand kernels' parameters share, from the validated call.
+template <typename P>
+P fused_params(const GemmParams& base, int64_t m, const SplitWorkspace& ws) {
+  P p{};
+  p.a = base.a;
+  p.w = base.w;
+  p.scales = base.scales;
+  p.c = base.c;
+  p.ws = ws.partials;
+  p.counters = ws.counters;
+  p.m = int(m);
+  p.n = base.n;
+  p.k = base.k;
+  p.n_pad = base.n_pad;
+  p.num_groups = base.num_groups;
+  p.group = base.group;
+  p.ku = base.k_pad / 16;
+  return p;
+}
+
 template <int BITS, typename T>
 cudaError_t dispatch_m(const GemmParams& base, int64_t m, size_t ws_bytes, void* ws_ptr, int max_splits,
                        int m_tile_rows, cudaStream_t stream) {
@@ -76,20 +113,17 @@ cudaError_t dispatch_m(const GemmParams& base, int64_t m, size_t ws_bytes, void*
   // too small for the partial sums) gives each block whole tiles, which needs no workspace at all.
   int64_t grid = std::min(slots, total);
   if (max_splits > 0) grid = std::min(grid, tiles * max_splits);
-  // The workspace holds the arrival counters, then the fp32 partial sums of the whole [m, n] output.
-  const size_t counter_bytes = (size_t(tiles) * 4 + 255) / 256 * 256;
-  const size_t need = counter_bytes + size_t(m) * size_t(base.n) * 4;
-  const bool no_ws = ws_ptr == nullptr || ws_bytes < need;
+  const SplitWorkspace ws = carve_workspace(ws_ptr, ws_bytes, tiles, m, base.n);
   // Whole tiles only (stripes of exactly k_tiles iterations): one block per tile, no workspace touched.
-  if (max_splits == 1 || no_ws) grid = tiles;
+  if (max_splits == 1 || !ws.fits) grid = tiles;
   if (grid > INT32_MAX) return fail(cudaErrorInvalidValue, "gemm_quant: m = " + std::to_string(m) + " is too large");
   GemmParams p = base;
   p.m = int(m);
   p.m_tiles = int(m_tiles);
   p.total_iters = total;
   p.evict_first = m_tiles == 1 ? 1 : 0;
-  p.counters = static_cast<int*>(ws_ptr);
-  p.ws = ws_ptr ? reinterpret_cast<float*>(static_cast<char*>(ws_ptr) + counter_bytes) : nullptr;
+  p.counters = ws.counters;
+  p.ws = ws.partials;
   const dim3 grid3(unsigned(grid), 1, 1);
   const cudaError_t e = small ? launch_gemm_quant<BITS, T, 1>(p, grid3, stream) : launch_gemm_quant<BITS, T, 4>(p, grid3, stream);
   if (e != cudaSuccess) return fail(e, std::string("gemm_quant: launch failed: ") + cudaGetErrorString(e));
@@ -100,31 +134,17 @@ template <int BITS, typename T, bool kWide>
 cudaError_t dispatch_decode_as(const GemmParams& base, int64_t m, size_t ws_bytes, void* ws_ptr, const GemmOptions& opt,
                             cudaStream_t stream) {
   using Sz = DecodeSizes<BITS>;
-  DecodeParams p{};
-  p.a = base.a;
-  p.w = base.w;
-  p.scales = base.scales;
-  p.c = base.c;
-  p.m = int(m);
-  p.n = base.n;
-  p.k = base.k;
-  p.n_pad = base.n_pad;
-  p.num_groups = base.num_groups;
-  p.group = base.group;
-  p.ku = base.k_pad / 16;
   const int64_t strips = base.n_pad / 64;
+  // Arrival counters: one per 64-column strip.
+  const SplitWorkspace ws = carve_workspace(ws_ptr, ws_bytes, strips, m, base.n);
+  DecodeParams p = fused_params<DecodeParams>(base, m, ws);
   const int64_t per_strip = p.ku / Sz::kU;  // batches per strip
   const int64_t batches = strips * per_strip;
   if (batches > INT32_MAX) return fail(cudaErrorInvalidValue, "gemm_quant: weight too large for the decode kernel");
   p.batches = int(batches);
-  // Arrival counters (one per 64-column strip), then the fp32 partial sums of the [m, n] output.
-  const size_t counter_bytes = (size_t(strips) * 4 + 255) / 256 * 256;
-  const size_t need = counter_bytes + size_t(m) * size_t(base.n) * 4;
-  const bool split = ws_ptr != nullptr && ws_bytes >= need && opt.max_splits != 1;
+  const bool split = ws.fits && opt.max_splits != 1;
   // Without a workspace every warp takes whole strips (nothing to hand on).
   p.align = split ? 1 : int(per_strip);
-  p.counters = static_cast<int*>(ws_ptr);
-  p.ws = ws_ptr ? reinterpret_cast<float*>(static_cast<char*>(ws_ptr) + counter_bytes) : nullptr;
   // Warps: at most one per piece, at most (batches / decode_min_batches), at most what the card holds at once.
   const int64_t pieces = batches / p.align;
   const int64_t min_batches = std::max(1, opt.decode_min_batches);
@@ -148,38 +168,24 @@ cudaError_t dispatch_decode(const GemmParams& base, int64_t m, size_t ws_bytes, 
 template <int BITS, typename T, int NT, bool kWG>
 cudaError_t dispatch_swap_as(const GemmParams& base, int64_t m, size_t ws_bytes, void* ws_ptr, const GemmOptions& opt,
                              cudaStream_t stream) {
-  SwapParams p{};
-  p.a = base.a;
-  p.w = base.w;
-  p.scales = base.scales;
-  p.c = base.c;
-  p.m = int(m);
-  p.n = base.n;
-  p.k = base.k;
-  p.n_pad = base.n_pad;
-  p.num_groups = base.num_groups;
-  p.group = base.group;
-  p.ku = base.k_pad / 16;
+  const int64_t m_tiles = (m + NT - 1) / NT;
+  const int64_t groups = (base.n_pad / 64 + kSwapStrips - 1) / kSwapStrips;
+  const int64_t tiles = groups * m_tiles;
+  const SplitWorkspace ws = carve_workspace(ws_ptr, ws_bytes, tiles, m, base.n);
+  SwapParams p = fused_params<SwapParams>(base, m, ws);
   p.kbs = base.k_pad / kSwapK;
   p.strips = base.n_pad / 64;
   // Scale rows per 64-deep stage: groups of 16 and 32 change inside a stage (validate_weight allows no others
   // below 64; 64 and up divide or equal the stage's k range).
   p.scale_rows = base.group >= 64 ? 1 : kSwapK / base.group;
   p.unit_shift = base.group >= 64 ? 2 : (base.group == 32 ? 1 : 0);
-  const int64_t m_tiles = (m + NT - 1) / NT;
-  const int64_t groups = (p.strips + kSwapStrips - 1) / kSwapStrips;
-  const int64_t tiles = groups * m_tiles;
   const int64_t total = tiles * p.kbs;
   if (total > INT32_MAX)
     return fail(cudaErrorInvalidValue, "gemm_quant: m = " + std::to_string(m) + " is too large");
   p.m_tiles = int(m_tiles);
   p.total_iters = int(total);
   p.evict_first = m_tiles == 1 ? 1 : 0;
-  const size_t counter_bytes = (size_t(tiles) * 4 + 255) / 256 * 256;
-  const size_t need = counter_bytes + size_t(m) * size_t(base.n) * 4;
-  const bool split = ws_ptr != nullptr && ws_bytes >= need && opt.max_splits != 1;
-  p.counters = static_cast<int*>(ws_ptr);
-  p.ws = ws_ptr ? reinterpret_cast<float*>(static_cast<char*>(ws_ptr) + counter_bytes) : nullptr;
+  const bool split = ws.fits && opt.max_splits != 1;
   // Stream-K over the resident blocks; without a workspace, whole tiles per block.
   const int64_t slots = int64_t(sm_count()) * gemm_swap_blocks_per_sm<BITS, T, NT, kWG>();
   int64_t grid = std::min(slots, total);
@@ -220,7 +226,7 @@ size_t gemm_workspace_bytes(int64_t max_m, int64_t max_n) {
   // tokens x 256 columns), or one per 64-column strip of the decode kernel.
   const int64_t tiles = ((max_m + 15) / 16) * ((max_n + detail::kTileN - 1) / detail::kTileN);
   const int64_t counters = std::max(tiles, (max_n + 63) / 64);
-  return size_t(counters * 4 + 255) / 256 * 256 + size_t(max_m) * size_t(max_n) * 4;
+  return detail::split_workspace_bytes(counters, max_m, max_n);
 }
 
 cudaError_t gemm_workspace_alloc(int64_t max_m, int64_t max_n, GemmWorkspace* ws, cudaStream_t stream) {
