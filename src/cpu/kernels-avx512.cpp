@@ -2,6 +2,8 @@
 
 #include "core/check.h"
 
+#include <type_traits>
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #if defined(__GNUC__) && !defined(__clang__)
 // GCC 12's AVX-512 intrinsics pass _mm512_undefined_*() as the unused merge source, which
@@ -133,26 +135,33 @@ RTNQ_AVX512 void permute_even_odd(const float* x, int64_t cols, float* out) {
   for (; b < cols; ++b) out[b] = x[b];
 }
 
+namespace {
+// f(std::integral_constant<DType, D>{}) for the scale dtype D: the kernels are instantiated per scale dtype.
+template <typename F>
+void with_scale_dtype(DType scale_dtype, F&& f) {
+  switch (scale_dtype) {
+    case DType::kF32: f(std::integral_constant<DType, DType::kF32>{}); return;
+    case DType::kF16: f(std::integral_constant<DType, DType::kF16>{}); return;
+    case DType::kBF16: f(std::integral_constant<DType, DType::kBF16>{}); return;
+    default: RTNQ_CHECK(false, "scale dtype {}", dtype_name(scale_dtype));
+  }
+}
+}  // namespace
+
 void int4_rows(const uint8_t* packed, int64_t bytes_per_row, const void* scales, DType scale_dtype, int64_t n_groups,
                int64_t group, const float* xp, float* y, int64_t r0, int64_t r1) {
   RTNQ_CHECK(group % 32 == 0 && group > 0, "INT4 AVX-512 kernel needs group % 32 == 0, got {}", group);
-  switch (scale_dtype) {
-    case DType::kF32: int4_rows_t<DType::kF32>(packed, bytes_per_row, scales, n_groups, group, xp, y, r0, r1); return;
-    case DType::kF16: int4_rows_t<DType::kF16>(packed, bytes_per_row, scales, n_groups, group, xp, y, r0, r1); return;
-    case DType::kBF16: int4_rows_t<DType::kBF16>(packed, bytes_per_row, scales, n_groups, group, xp, y, r0, r1); return;
-    default: RTNQ_CHECK(false, "scale dtype {}", dtype_name(scale_dtype));
-  }
+  with_scale_dtype(scale_dtype, [&](auto d) {
+    int4_rows_t<decltype(d)::value>(packed, bytes_per_row, scales, n_groups, group, xp, y, r0, r1);
+  });
 }
 
 void int8_rows(const uint8_t* packed, int64_t bytes_per_row, const void* scales, DType scale_dtype, int64_t n_groups,
                int64_t group, const float* x, float* y, int64_t r0, int64_t r1) {
   RTNQ_CHECK(group % 16 == 0 && group > 0, "INT8 AVX-512 kernel needs group % 16 == 0, got {}", group);
-  switch (scale_dtype) {
-    case DType::kF32: int8_rows_t<DType::kF32>(packed, bytes_per_row, scales, n_groups, group, x, y, r0, r1); return;
-    case DType::kF16: int8_rows_t<DType::kF16>(packed, bytes_per_row, scales, n_groups, group, x, y, r0, r1); return;
-    case DType::kBF16: int8_rows_t<DType::kBF16>(packed, bytes_per_row, scales, n_groups, group, x, y, r0, r1); return;
-    default: RTNQ_CHECK(false, "scale dtype {}", dtype_name(scale_dtype));
-  }
+  with_scale_dtype(scale_dtype, [&](auto d) {
+    int8_rows_t<decltype(d)::value>(packed, bytes_per_row, scales, n_groups, group, x, y, r0, r1);
+  });
 }
 
 RTNQ_AVX512 void bf16_rows(const uint16_t* w, int64_t cols, const float* xp, float* y, int64_t r0, int64_t r1) {
