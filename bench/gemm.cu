@@ -5,16 +5,20 @@
 // achieved GB/s, % of the HBM roofline (bytes that must move / copy bandwidth measured here), TFLOP/s and the
 // speed-up over cuBLAS. Times: CUDA graph of back-to-back launches over rotated weight copies (working set
 // above 3x L2, so the cache is never warm from the previous call), median of the replays.
-// Usage: bench-gemm [out_dir] [--quick] [--decode-only] [--no-variants] [--ms M1,M2,..] [--shapes 8B,70B,..]
+// Usage: bench-gemm [out_dir] [--quick] [--decode-only] [--swap-only] [--no-variants] [--hot] [--ms M1,M2,..]
+//                   [--shapes 8B,70B,..] [--one K,N,M[,NT[,CLUSTER]]]
 //   (writes out_dir/gemm.md and out_dir/gemm.json)
 //   --decode-only: only the decode-kernel variants table (m = 1, 4, 16), for quick A/B runs;
 //   --swap-only: only the swapped-operand kernel's variants table (m = 1..256, or those of --ms);
-//   --one K,N,M[,NT]: just three eager INT4 gemm_quant calls on one shape (for a profiler), then exit;
-//   --no-variants: skip both variants tables; --ms: the m values of the main table; --shapes: only these models.
+//   --one K,N,M[,NT[,CLUSTER]]: just three eager INT4 gemm_quant calls on one shape (for a profiler), then exit
+//   (NT: swap_tokens, CLUSTER: swap_cluster);
+//   --no-variants: skip both variants tables; --ms: the m values of the main table; --shapes: only these models;
+//   --hot: no weight rotation (weights that fit stay in L2: the per-call cost without the DRAM stream).
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -118,7 +122,7 @@ struct Row {
   std::string model, name;
   int64_t k, n, m;
   double us_q4_t16 = 0, us_q4_t64 = 0;  // the tiled kernel with forced 16- / 64-row m tiles (m in 32..256)
-  double us_q4_swap = 0;                // the swapped-operand kernel forced where auto picks the decode kernel
+  double us_q4_decode = 0;              // the decode kernel forced (m <= 16), next to auto's swapped-operand kernel
   double us_q4 = 0, us_q8 = 0, us_dense4 = 0, us_bf16 = 0, us_fp16 = 0;
   double us_auto = 0;  // gemm_auto_cached at the default crossover (fused, or cuBLAS on the kept dense copy)
   double bytes_q4 = 0, bytes_q8 = 0, flops = 0;
@@ -169,8 +173,8 @@ std::vector<rc::RepackedWeight> make_weights(int64_t n, int64_t k, int bits, int
 // The main table's last column: the kernels auto did not pick, where they were timed.
 std::string other_kernels(const Row& r) {
   char buf[128];
-  if (r.us_q4_swap > 0) {
-    std::snprintf(buf, sizeof buf, "swap %.1f", r.us_q4_swap);
+  if (r.us_q4_decode > 0) {
+    std::snprintf(buf, sizeof buf, "decode %.1f", r.us_q4_decode);
     return buf;
   }
   if (r.us_q4_t16 > 0) {
@@ -180,10 +184,13 @@ std::string other_kernels(const Row& r) {
   return "-";
 }
 
-int copies_for(double bytes, double l2) { return int(std::clamp(3.0 * l2 / bytes + 1.0, 1.0, 64.0)); }
+// --hot: one copy of every weight, so what fits stays in L2 between calls (the fixed cost of a call without
+// the DRAM stream; a diagnostic, not a serving condition).
+bool g_hot = false;
+int copies_for(double bytes, double l2) { return g_hot ? 1 : int(std::clamp(3.0 * l2 / bytes + 1.0, 1.0, 64.0)); }
 
 // Three eager calls of the fused INT4 kernel on one shape (a profiler's target: nothing else runs).
-int profile_one(int64_t k, int64_t n, int64_t m, int nt) {
+int profile_one(int64_t k, int64_t n, int64_t m, int nt, int cluster) {
   BENCH_CHECK(cudaStreamCreate(&g_stream));
   auto w = make_weights(n, k, 4, 1, 11);
   rc::GemmWorkspace ws;
@@ -194,6 +201,7 @@ int profile_one(int64_t k, int64_t n, int64_t m, int nt) {
   fill_random(a, size_t(m * k), DType::kBF16, 14);
   rc::GemmOptions o;
   o.swap_tokens = nt;
+  o.swap_cluster = cluster;
   if (nt != 0) o.kernel = rc::GemmOptions::Kernel::kSwap;
   for (int i = 0; i < 3; ++i) BENCH_CHECK(rc::gemm_quant(a, w[0], c, m, ws, g_stream, o));
   BENCH_CHECK(cudaStreamSynchronize(g_stream));
@@ -213,6 +221,7 @@ int main(int argc, char** argv) {
     else if (std::strcmp(argv[i], "--decode-only") == 0) decode_only = true;
     else if (std::strcmp(argv[i], "--swap-only") == 0) swap_only = true;
     else if (std::strcmp(argv[i], "--no-variants") == 0) variants = false;
+    else if (std::strcmp(argv[i], "--hot") == 0) g_hot = true;
     else if (std::strcmp(argv[i], "--ms") == 0 && i + 1 < argc) {
       for (const char* q = argv[++i]; *q;) {
         char* end = nullptr;
@@ -224,12 +233,12 @@ int main(int argc, char** argv) {
         q = *end == ',' ? end + 1 : end;
       }
     } else if (std::strcmp(argv[i], "--one") == 0 && i + 1 < argc) {
-      long long k = 0, n = 0, m = 0, nt = 0;
-      if (std::sscanf(argv[++i], "%lld,%lld,%lld,%lld", &k, &n, &m, &nt) < 3 || k < 1 || n < 1 || m < 1) {
-        std::fprintf(stderr, "bench-gemm: --one wants K,N,M[,NT]\n");
+      long long k = 0, n = 0, m = 0, nt = 0, cl = 0;
+      if (std::sscanf(argv[++i], "%lld,%lld,%lld,%lld,%lld", &k, &n, &m, &nt, &cl) < 3 || k < 1 || n < 1 || m < 1) {
+        std::fprintf(stderr, "bench-gemm: --one wants K,N,M[,NT[,CLUSTER]]\n");
         return 2;
       }
-      return profile_one(k, n, m, int(nt));
+      return profile_one(k, n, m, int(nt), int(cl));
     } else if (std::strcmp(argv[i], "--shapes") == 0 && i + 1 < argc) models_arg = "," + std::string(argv[++i]) + ",";
     else out_dir = argv[i];
   }
@@ -241,8 +250,8 @@ int main(int argc, char** argv) {
   cublasSetStream(cublas, g_stream);
   const double l2 = prop.l2CacheSize;
   const double copy_gbs = copy_bandwidth_gbs();
-  std::printf("# bench-gemm on %s (%d SMs, L2 %.0f MB), copy bandwidth %.0f GB/s (read+write)\n", prop.name,
-              prop.multiProcessorCount, l2 / 1e6, copy_gbs);
+  std::printf("# bench-gemm on %s (%d SMs, L2 %.0f MB), copy bandwidth %.0f GB/s (read+write)%s\n", prop.name,
+              prop.multiProcessorCount, l2 / 1e6, copy_gbs, g_hot ? "; --hot: weights not rotated" : "");
 
   std::vector<Shape> shapes = {
       {"8B", "qkv", 4096, 6144},      {"8B", "o", 4096, 4096},      {"8B", "gate_up", 4096, 28672},
@@ -272,11 +281,12 @@ int main(int argc, char** argv) {
     std::vector<double> us;
   };
   std::vector<VariantRow> variant_rows;
-  // Swapped-operand kernel variants (m = 16..256): token tile forced, minimum k batches per block, no PDL,
-  // INT8, next to the tiled kernel and cuBLAS BF16 (same run).
-  const std::vector<std::string> swap_names = {"swap (auto)", "mma.sync", "tokens 16", "tokens 32", "tokens 64", "tokens 128",
-                                               "min 4 batches/block", "min 8", "min 16", "no PDL", "tiled kernel",
-                                               "INT8 swap", "INT8 mma.sync", "cuBLAS BF16", "INT4 roofline"};
+  // Swapped-operand kernel variants (m = 1..256): k split forced (stream-K, cluster sizes), token tile forced,
+  // mma.sync, at least 4 k batches per block, no PDL, INT8, next to the tiled kernel and cuBLAS BF16 (same run).
+  const std::vector<std::string> swap_names = {"swap (auto)", "stream-K", "cluster 2", "cluster 4", "cluster 8", "cluster 16",
+                                               "mma.sync", "tokens 16", "tokens 32", "tokens 64", "tokens 128",
+                                               "min 4 batches/block", "no PDL", "tiled kernel", "INT8 swap",
+                                               "INT8 stream-K", "cuBLAS BF16", "INT4 roofline"};
   std::vector<VariantRow> swap_rows;
   std::vector<int64_t> swap_ms = {1, 4, 16, 32, 64, 128, 256};
   if (swap_only && !ms_arg.empty()) swap_ms = ms_arg;
@@ -332,27 +342,32 @@ int main(int argc, char** argv) {
           return time_graph([&](int i) { BENCH_CHECK(rc::gemm_quant(a, w[i], c, m, ws, g_stream, o)); }, copies);
         };
         VariantRow v{s.model, s.name, m, {}};
-        rc::GemmOptions mma;
+        rc::GemmOptions mma, streamk;
         mma.swap_wgmma = false;
+        streamk.swap_cluster = 1;
         v.us.push_back(t(w4, c4, {}));
+        v.us.push_back(t(w4, c4, streamk));
+        for (int cs : {2, 4, 8, 16}) {  // forced cluster split-k: token tiles up to 64 only
+          rc::GemmOptions o;
+          o.swap_cluster = cs;
+          v.us.push_back(m <= 64 ? t(w4, c4, o) : std::nan(""));
+        }
         v.us.push_back(t(w4, c4, mma));
         for (int nt : {16, 32, 64, 128}) {
           rc::GemmOptions o;
           o.swap_tokens = nt;
           v.us.push_back(t(w4, c4, o));
         }
-        for (int b : {4, 8, 16}) {
-          rc::GemmOptions o;
-          o.swap_min_iters = b;
-          v.us.push_back(t(w4, c4, o));
-        }
+        rc::GemmOptions min4;
+        min4.swap_min_iters = 4;
+        v.us.push_back(t(w4, c4, min4));
         rc::GemmOptions nopdl, tiled;
         nopdl.pdl = false;
         v.us.push_back(t(w4, c4, nopdl));
         tiled.m_tile_rows = m <= 16 ? 16 : 64;
         v.us.push_back(time_graph([&](int i) { BENCH_CHECK(rc::gemm_quant(a, w4[i], c, m, ws, g_stream, tiled)); }, c4));
         v.us.push_back(t(w8, c8, {}));
-        v.us.push_back(t(w8, c8, mma));
+        v.us.push_back(t(w8, c8, streamk));
         v.us.push_back(time_graph([&](int i) { BENCH_CHECK(rc::cublas_gemm_nt(a, dense[i], c, m, s.n, s.k, DType::kBF16, cublas)); }, cd));
         v.us.push_back((q4_bytes + double(m) * (s.k + s.n) * 2) / (copy_gbs * 1e3));
         swap_rows.push_back(v);
@@ -364,9 +379,9 @@ int main(int argc, char** argv) {
       r.bytes_q8 = q8_bytes + double(m) * (s.k + s.n) * 2;
       r.us_q4 = time_graph([&](int i) { BENCH_CHECK(rc::gemm_quant(a, w4[i], c, m, ws, g_stream)); }, c4);
       if (m <= 16) {
-        rc::GemmOptions sw;
-        sw.kernel = rc::GemmOptions::Kernel::kSwap;
-        r.us_q4_swap = time_graph([&](int i) { BENCH_CHECK(rc::gemm_quant(a, w4[i], c, m, ws, g_stream, sw)); }, c4);
+        rc::GemmOptions dec;
+        dec.kernel = rc::GemmOptions::Kernel::kDecode;
+        r.us_q4_decode = time_graph([&](int i) { BENCH_CHECK(rc::gemm_quant(a, w4[i], c, m, ws, g_stream, dec)); }, c4);
       }
       if (m >= 32 && m <= 256) {
         rc::GemmOptions o16, o64;
@@ -404,9 +419,9 @@ int main(int argc, char** argv) {
       }
       rows.push_back(r);
       std::fprintf(stderr,
-                   "%s %s m=%lld: q4 %.1f us (swap %.1f, 16-row %.1f, 64-row %.1f), q8 %.1f us, dense %.1f us, bf16 %.1f us, "
+                   "%s %s m=%lld: q4 %.1f us (decode %.1f, 16-row %.1f, 64-row %.1f), q8 %.1f us, dense %.1f us, bf16 %.1f us, "
                    "fp16 %.1f us, auto %.1f us\n",
-                   s.model, s.name, (long long)m, r.us_q4, r.us_q4_swap, r.us_q4_t16, r.us_q4_t64, r.us_q8, r.us_dense4, r.us_bf16,
+                   s.model, s.name, (long long)m, r.us_q4, r.us_q4_decode, r.us_q4_t16, r.us_q4_t64, r.us_q8, r.us_dense4, r.us_bf16,
                    r.us_fp16, r.us_auto);
     }
     for (auto& w : w4) rc::repacked_weight_free(&w);
@@ -421,7 +436,7 @@ int main(int argc, char** argv) {
     Row sum{"8B", "4 linears", 0, 0, m};
     for (const Row& r : rows)
       if (r.model == "8B" && r.m == m) {
-        sum.us_q4 += r.us_q4, sum.us_q4_swap += r.us_q4_swap, sum.us_q4_t16 += r.us_q4_t16, sum.us_q4_t64 += r.us_q4_t64, sum.us_q8 += r.us_q8, sum.us_dense4 += r.us_dense4;
+        sum.us_q4 += r.us_q4, sum.us_q4_decode += r.us_q4_decode, sum.us_q4_t16 += r.us_q4_t16, sum.us_q4_t64 += r.us_q4_t64, sum.us_q8 += r.us_q8, sum.us_dense4 += r.us_dense4;
         sum.us_bf16 += r.us_bf16, sum.us_fp16 += r.us_fp16, sum.us_auto += r.us_auto;
         sum.bytes_q4 += r.bytes_q4, sum.bytes_q8 += r.bytes_q8, sum.flops += r.flops;
       }
@@ -447,10 +462,10 @@ int main(int argc, char** argv) {
     md += line;
     std::snprintf(line, sizeof line,
                   "%s  {\"model\": \"%s\", \"linear\": \"%s\", \"k\": %lld, \"n\": %lld, \"m\": %lld, \"int4_us\": %.3f, "
-                  "\"int4_swap_us\": %.3f, \"int4_tile16_us\": %.3f, \"int4_tile64_us\": %.3f, \"int8_us\": %.3f, \"dense_int4_us\": %.3f, \"cublas_bf16_us\": %.3f, \"cublas_fp16_us\": %.3f, \"auto_cached_us\": %.3f, "
+                  "\"int4_decode_us\": %.3f, \"int4_tile16_us\": %.3f, \"int4_tile64_us\": %.3f, \"int8_us\": %.3f, \"dense_int4_us\": %.3f, \"cublas_bf16_us\": %.3f, \"cublas_fp16_us\": %.3f, \"auto_cached_us\": %.3f, "
                   "\"int4_roofline_us\": %.3f, \"int8_roofline_us\": %.3f, \"flops\": %.0f}",
                   first ? "" : ",\n", r.model.c_str(), r.name.c_str(), (long long)r.k, (long long)r.n, (long long)r.m,
-                  r.us_q4, r.us_q4_swap, r.us_q4_t16, r.us_q4_t64, r.us_q8, r.us_dense4, r.us_bf16, r.us_fp16, r.us_auto, roof4, roof8,
+                  r.us_q4, r.us_q4_decode, r.us_q4_t16, r.us_q4_t64, r.us_q8, r.us_dense4, r.us_bf16, r.us_fp16, r.us_auto, roof4, roof8,
                   r.flops);
     json += line;
     first = false;
@@ -488,6 +503,10 @@ int main(int argc, char** argv) {
     for (const VariantRow& v : vrows) {
       md += "| " + v.model + " | " + v.name + " | " + std::to_string(v.m) + " |";
       for (double us : v.us) {
+        if (std::isnan(us)) {
+          md += " - |";  // not applicable (e.g. a forced cluster size at a 128-token tile)
+          continue;
+        }
         std::snprintf(line, sizeof line, " %.1f |", us);
         md += line;
       }

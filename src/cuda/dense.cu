@@ -35,16 +35,16 @@ cudaError_t gemm_dense(const void* a, const RepackedWeight& w, void* c, int64_t 
 }
 
 int64_t default_dense_crossover_m(int64_t n, int64_t k, int bits) {
-  // Measured by bench-gemm on an H100 80GB HBM3 (docs/perf-notes.md, "Swapped-operand kernel"): the largest m of
-  // {16, 32, 64, 128, 256} at which the fused INT4 kernel still beats cuBLAS BF16 on a dense copy. It grows with
-  // the weight count, because the fused kernel's fixed cost (~7 us: launch, ramp, split-k hand-off) is paid
-  // once per call while its advantage (4x fewer weight bytes) scales with the weights:
-  //   8B qkv (25M weights) and o (17M): 16;  8B gate_up (117M), down (59M), 70B qkv (84M), o (67M): 64;
+  // Measured by bench-gemm (docs/perf-notes.md, "Swapped-operand kernel"): the largest m of {16, 32, 64, 128,
+  // 256} at which the fused INT4 kernel still beats cuBLAS BF16 on a dense copy. It grows with the weight count,
+  // because the fused kernel's fixed cost (launch, ramp, split-k hand-off) is paid once per call while its
+  // advantage (4x fewer weight bytes) scales with the weights:
+  //   8B o (17M weights): 32;  8B qkv (25M), gate_up (117M), down (59M), 70B qkv (84M), o (67M): 64;
   //   70B gate_up (470M), down (235M): 128.  SmolLM2-sized linears (< 8M) never gain: always cuBLAS.
   (void)bits;
   const int64_t weights = n * k;
   if (weights < (int64_t(8) << 20)) return 0;
-  if (weights < (int64_t(40) << 20)) return 16;
+  if (weights < (int64_t(20) << 20)) return 32;
   if (weights < (int64_t(200) << 20)) return 64;
   return 128;
 }

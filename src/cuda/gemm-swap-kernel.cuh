@@ -24,17 +24,26 @@
 // {b[0], b[2], b[1], b[3]} - for mma.sync and, per warp of the warpgroup, for wgmma alike. The accumulator then
 // holds rows (= output columns) g and g + 8 of the slice and columns (= tokens) 2t, 2t + 1 of each 8-token tile.
 //
-// Work split: stream-K over (column group of 4 strips, m tile, 64-deep k batch), k fastest, then the m tiles of
-// one column group (their weights come from L2 the second time), as in the tiled kernel. Partial covers meet in
-// the fp32 workspace, stored transposed ([n][m]: a lane's two tokens are adjacent, so the atomics are float2),
-// with a per-tile arrival counter; in the block that completes a tile every warp reloads the finished sums of its
-// own fragment positions into its accumulators, stores C and zeroes the workspace.
+// Work split, two ways:
+//   - cluster split-k (csplit > 1; when the tiles are few against the resident slots, i.e. small m): a thread
+//     block cluster of csplit blocks per tile, block r taking the r-th of csplit equal k ranges. The partial
+//     sums meet in distributed shared memory: each block parks its fp32 tile in its own (spent) ring, one
+//     cluster barrier, then block r adds up the r-th share of the tile from all csplit blocks and stores C. No
+//     global atomics, no fence, no arrival counter, no read-back from L2 - those dependent L2 round trips were
+//     the fixed cost of the stream-K hand-off on small linears - and no workspace; the sum order is fixed.
+//   - stream-K over (column group of 4 strips, m tile, 64-deep k batch), k fastest, then the m tiles of one
+//     column group (their weights come from L2 the second time), as in the tiled kernel. Partial covers meet in
+//     the fp32 workspace, stored transposed ([n][m]: a lane's two tokens are adjacent, so the atomics are
+//     float2), with a per-tile arrival counter; in the block that completes a tile every warp reloads the
+//     finished sums of its own fragment positions into its accumulators, stores C and zeroes the workspace.
 // Pipeline: block-wide kStages-deep cp.async ring; weights with an L2 evict-first hint when each is read once.
 // The activation tile's XOR swizzle (chunk c of row r at c ^ (r & 7)) is the 128-byte swizzle that wgmma's
 // descriptor names, so ldmatrix and wgmma read the same tile. Programmatic dependent launch as in the decode
 // kernel: weights and scales of the first stages are requested before griddepcontrol.wait, the activations after.
 // Measurements of every variant: docs/perf-notes.md, "Swapped-operand kernel".
 #pragma once
+
+#include <cooperative_groups.h>
 
 #include <atomic>
 
@@ -46,6 +55,11 @@ namespace rtnq::cuda::detail {
 inline constexpr int kSwapStrips = 4;               // 64-column strips per block, one per warp of a warpgroup
 inline constexpr int kSwapCols = kSwapStrips * 64;  // output columns per block
 inline constexpr int kSwapK = 64;                   // k per stage (4 units)
+inline constexpr int kSwapMaxCluster = 16;          // the largest (non-portable) cluster size of sm_90
+// Cluster split-k parks a block's fp32 tile as [token][column] rows of 256 + 4 floats: lane (g, t) writes column
+// g of token 2t, so rows 8 banks apart put a warp's 32 writes in 32 banks; rows stay 16-byte aligned for the
+// float4 reads of the reduction.
+inline constexpr int kSwapRedStride = kSwapCols + 4;
 
 struct SwapParams {
   const void* a;
@@ -65,6 +79,7 @@ struct SwapParams {
   int scale_rows;          // scale rows per stage: 1 (group >= 64), 2 (32) or 4 (16)
   int unit_shift;          // unit u of a stage uses scale row u >> unit_shift
   int evict_first;         // 1: one m tile, each weight is read once
+  int csplit;              // > 1: cluster split-k, blocks per tile (= cluster size); else stream-K
 };
 
 template <int BITS, int NT>
@@ -85,11 +100,65 @@ struct SwapSizes {
   // + 1 KB: the ring starts at the first 1024-byte boundary of the dynamic shared memory (wgmma's 128-byte swizzle
   // atoms are 1024-byte aligned).
   static constexpr int kSmemBytes = kStages * kStageBytes + 1024;
+  // Cluster split-k parks the fp32 tile in the spent ring; 128-token tiles do not fit it (stream-K only).
+  static constexpr bool kClusterOk = NT <= 64;
+  static_assert(!kClusterOk || NT * kSwapRedStride * 4 <= kStages * kStageBytes, "the parked tile fits the ring");
   static_assert(kWBytes % 1024 == 0 && kStageBytes % 1024 == 0, "every stage's activation tile is 1024-byte aligned");
   static_assert(NT % 16 == 0 && NT >= 16 && NT <= 128, "token tiles come in ldmatrix.x4 pairs");
   static_assert((NT * 8) % kThreads == 0, "whole activation chunks per thread");
   static_assert(kSmemBytes <= 227 * 1024, "fits the opt-in shared memory of sm_90");
 };
+
+// Cluster split-k hand-off (see the top of this file): park this block's accumulators in its own shared memory,
+// then, after one cluster barrier, add up share r of the tile from all csplit blocks of the cluster (in rank
+// order) and store it to C. Tokens past m are neither parked nor read; columns past n are not stored.
+template <int NT, int kThreads, int kQ, typename T>
+__device__ __forceinline__ void cluster_reduce_store(float (&acc)[kQ][NT / 8][4], unsigned char* smem, const SwapParams& p,
+                                                     T* c_g, int cg, int m0, int wstrip, int wg, int g, int t, int tid) {
+  namespace coop = cooperative_groups;
+  constexpr int kStride = kSwapRedStride;
+  cp_async_wait<0>();
+  __syncthreads();  // every warp is done with the ring (wgmma reads included): it becomes the parking space
+  float* red = reinterpret_cast<float*>(smem);
+  const int valid = min(NT, p.m - m0);  // tokens of this tile inside C
+  const int col0 = wstrip * 64 + 16 * kQ * wg + g;
+#pragma unroll
+  for (int i = 0; i < NT / 8; ++i) {
+    const int tk = 2 * t + 8 * i;
+    if (tk < valid) {
+#pragma unroll
+      for (int q = 0; q < kQ; ++q)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          red[tk * kStride + col0 + 16 * q + 8 * h] = acc[q][i][2 * h];
+          red[(tk + 1) * kStride + col0 + 16 * q + 8 * h] = acc[q][i][2 * h + 1];
+        }
+    }
+  }
+  coop::cluster_group cluster = coop::this_cluster();
+  cluster.sync();  // release/acquire: every block's parked tile is visible cluster-wide
+  const int rank = int(cluster.block_rank()), S = p.csplit;
+  // Share `rank` of the tile's valid part, in chunks of 4 columns of one token.
+  const int chunks = valid * (kSwapCols / 4);
+  const int lo = chunks * rank / S, hi = chunks * (rank + 1) / S;
+  using Tr = ActTraits<T>;
+  for (int ch = lo + tid; ch < hi; ch += kThreads) {
+    const int tk = ch / (kSwapCols / 4), lc = (ch % (kSwapCols / 4)) * 4;
+    float* local = red + tk * kStride + lc;
+    float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (int j = 0; j < S; ++j) {
+      const float4 v = *reinterpret_cast<const float4*>(cluster.map_shared_rank(local, j));
+      sum.x += v.x, sum.y += v.y, sum.z += v.z, sum.w += v.w;
+    }
+    const int col = cg * kSwapCols + lc;
+    T* dst = c_g + int64_t(m0 + tk) * p.n + col;
+    const float vals[4] = {sum.x, sum.y, sum.z, sum.w};
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      if (col + e < p.n) dst[e] = Tr::from_float(vals[e]);
+  }
+  cluster.sync();  // no block leaves (taking its shared memory with it) while another may still read it
+}
 
 // kWG: the products run as warpgroup MMAs (wgmma m64nNk16, A = the four warps' dequantized weight slices from
 // registers, B = the activation tile through a descriptor), asynchronously, so the next unit's dequantization
@@ -116,8 +185,17 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT>::kThreads, NT == 128 ? 1 :
   const int g = lane >> 2, t = lane & 3;
   // Warp -> (strip of the block, warpgroup); warpgroup wg takes slices wg * kQ .. wg * kQ + kQ - 1.
   const int wstrip = warp & 3, wg = warp >> 2;
-  const int it_begin = int(int64_t(blockIdx.x) * p.total_iters / gridDim.x);
-  const int it_end = int(int64_t(blockIdx.x + 1) * p.total_iters / gridDim.x);
+  // This block's iterations: the r-th k range of tile blockIdx.x / csplit (cluster split-k), or its stripe of
+  // the whole stream (stream-K).
+  int it_begin, it_end;
+  if (p.csplit > 1) {
+    const int tile = int(blockIdx.x) / p.csplit, r = int(blockIdx.x) % p.csplit;
+    it_begin = tile * p.kbs + r * p.kbs / p.csplit;
+    it_end = tile * p.kbs + (r + 1) * p.kbs / p.csplit;
+  } else {
+    it_begin = int(int64_t(blockIdx.x) * p.total_iters / gridDim.x);
+    it_end = int(int64_t(blockIdx.x + 1) * p.total_iters / gridDim.x);
+  }
   const int n_iters = it_end - it_begin;
   const int KB = p.kbs;
 
@@ -306,6 +384,12 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT>::kThreads, NT == 128 ? 1 :
     advance(cur);
     const bool tile_done = cur.kb == 0;
     if (!tile_done && it != n_iters - 1) continue;
+    if constexpr (Sz::kClusterOk) {
+      if (p.csplit > 1) {  // cluster split-k: this block's only segment is done (every block gets here once)
+        cluster_reduce_store<NT, kThreads, kQ>(acc, smem, p, c_g, cg, m0, wstrip, wg, g, t, tid);
+        break;
+      }
+    }
     const int covered = it - seg_begin + 1;
     seg_begin = it + 1;
     // This lane's fragment positions: columns col_base + 16 q + 8 h, tokens tok_base + 8 i (+1). Offsets from
@@ -424,11 +508,24 @@ cudaError_t launch_gemm_swap(const SwapParams& p, int blocks, bool pdl, cudaStre
   cfg.blockDim = dim3(unsigned(SwapSizes<BITS, NT>::kThreads), 1, 1);
   cfg.dynamicSmemBytes = size_t(SwapSizes<BITS, NT>::kSmemBytes);
   cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchAttribute attr[3];
+  unsigned n_attr = 0;
+  if (pdl) {
+    attr[n_attr].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[n_attr++].val.programmaticStreamSerializationAllowed = 1;
+  }
+  if (p.csplit > 1) {
+    attr[n_attr].id = cudaLaunchAttributeClusterDimension;
+    attr[n_attr].val.clusterDim.x = unsigned(p.csplit);
+    attr[n_attr].val.clusterDim.y = 1;
+    attr[n_attr++].val.clusterDim.z = 1;
+#ifdef RTNQ_SWAP_CLUSTER_SPREAD  // A/B builds only
+    attr[n_attr].id = cudaLaunchAttributeClusterSchedulingPolicyPreference;
+    attr[n_attr++].val.clusterSchedulingPolicyPreference = cudaClusterSchedulingPolicySpread;
+#endif
+  }
   cfg.attrs = attr;
-  cfg.numAttrs = pdl ? 1 : 0;
+  cfg.numAttrs = n_attr;
   const cudaError_t e = cudaLaunchKernelEx(&cfg, gemm_swap_kernel<BITS, T, NT, kWG>, p);
   if (e != cudaSuccess) return e;
   return cudaGetLastError();
@@ -451,9 +548,42 @@ int gemm_swap_blocks_per_sm() {
   return blocks;
 }
 
+// How many clusters of `size` blocks the card holds at once (0 if none, or the query fails); cached per size.
+// The dispatcher asks before every cluster launch, so this also allows sizes above the portable 8 first.
+template <int BITS, typename T, int NT, bool kWG>
+int gemm_swap_max_clusters(int size) {
+  static std::atomic<int> cache[kSwapMaxCluster + 1] = {};
+  if (size < 2 || size > kSwapMaxCluster || !SwapSizes<BITS, NT>::kClusterOk) return 0;
+  static const cudaError_t non_portable =
+      cudaFuncSetAttribute(gemm_swap_kernel<BITS, T, NT, kWG>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+  if (non_portable != cudaSuccess && size > 8) return 0;
+  int n = cache[size].load(std::memory_order_relaxed);
+  if (n == 0) {
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = dim3(unsigned(size), 1, 1);
+    cfg.blockDim = dim3(unsigned(SwapSizes<BITS, NT>::kThreads), 1, 1);
+    cfg.dynamicSmemBytes = size_t(SwapSizes<BITS, NT>::kSmemBytes);
+    cudaLaunchAttribute attr{};
+    attr.id = cudaLaunchAttributeClusterDimension;
+    attr.val.clusterDim.x = unsigned(size);
+    attr.val.clusterDim.y = attr.val.clusterDim.z = 1;
+    cfg.attrs = &attr;
+    cfg.numAttrs = 1;
+    if (swap_smem_attr<BITS, T, NT, kWG>() != cudaSuccess ||
+        cudaOccupancyMaxActiveClusters(&n, gemm_swap_kernel<BITS, T, NT, kWG>, &cfg) != cudaSuccess) {
+      (void)cudaGetLastError();
+      n = 0;
+    }
+    n = n > 0 ? n : -1;  // -1: asked, none
+    cache[size].store(n, std::memory_order_relaxed);
+  }
+  return n > 0 ? n : 0;
+}
+
 #define RTNQ_SWAP_INSTANCE(PREFIX, BITS, T, NT, WG)                                                              \
   PREFIX template cudaError_t launch_gemm_swap<BITS, T, NT, WG>(const SwapParams&, int, bool, cudaStream_t); \
-  PREFIX template int gemm_swap_blocks_per_sm<BITS, T, NT, WG>();
+  PREFIX template int gemm_swap_blocks_per_sm<BITS, T, NT, WG>();                                              \
+  PREFIX template int gemm_swap_max_clusters<BITS, T, NT, WG>(int);
 
 #define RTNQ_SWAP_INSTANCES_WG(PREFIX, T, WG) \
   RTNQ_SWAP_INSTANCE(PREFIX, 4, T, 16, WG)    \

@@ -41,8 +41,10 @@ namespace {
 
 // 16-row tiles (decoding) up to this m; the configuration measured and checked on an H100 (docs/perf-notes.md).
 constexpr int64_t kSmallTileMaxM = 16;
-// Auto picks the decode kernel at m = 1 only for INT4 linears with fewer weights than this.
-constexpr int64_t kDecodeOnlyBelowWeights = int64_t(32) << 20;
+// Swapped-operand kernel, auto: the longest k range per block (64-deep batches) that cluster split-k takes, at
+// 16-token tiles (any cluster size; up to 16 in clusters of at most 4) and at larger ones (see dispatch_swap_as).
+constexpr int64_t kClusterMaxBatches16 = 4;
+constexpr int64_t kClusterMaxBatches = 32;
 
 int sm_count() {
   static const int count = [] {
@@ -185,13 +187,45 @@ cudaError_t dispatch_swap_as(const GemmParams& base, int64_t m, size_t ws_bytes,
   p.m_tiles = int(m_tiles);
   p.total_iters = int(total);
   p.evict_first = m_tiles == 1 ? 1 : 0;
+  const int64_t slots = int64_t(sm_count()) * gemm_swap_blocks_per_sm<BITS, T, NT, kWG>();
+  // Cluster split-k (csplit blocks per tile, one cluster each, partial sums through distributed shared memory)
+  // when the tiles are few enough that every tile gets at least two blocks in one wave - the largest cluster size
+  // up to 16 for which the card holds all the clusters at once - and each block's k range is short. Long k
+  // ranges in large clusters stream slower than stream-K (H100: 8B down at m = 1, clusters of 16 with 14
+  // batches a block, 22.4 vs 16.4 us; 70B o, 512 blocks either way, 20.1 vs 17.3), so they keep stream-K: at
+  // 16 tokens the hand-off is small, and clusters pay up to 4 batches a block (8B qkv 9.3 vs 11.9 us), or 16 in
+  // clusters of at most 4 (8B gate_up at m = 16: 25.9 vs 29.9); at 32 and 64 tokens the hand-off is large and
+  // they pay up to 32 (8B layer at m = 64: 110 vs 158 us). docs/perf-notes.md, "Cluster split-k".
+  int csplit = 0;
+  if (opt.swap_cluster >= 2) {
+    if (!SwapSizes<BITS, NT>::kClusterOk)
+      return fail(cudaErrorInvalidValue, "gemm_quant: swap_cluster needs a token tile of at most 64 (m <= 64 or swap_tokens)");
+    if (opt.swap_cluster > p.kbs)
+      return fail(cudaErrorInvalidValue, "gemm_quant: swap_cluster " + std::to_string(opt.swap_cluster) +
+                                             " exceeds the " + std::to_string(p.kbs) + " k batches of this weight");
+    if (gemm_swap_max_clusters<BITS, T, NT, kWG>(opt.swap_cluster) < 1)
+      return fail(cudaErrorNotSupported,
+                  "gemm_quant: this card cannot run a cluster of " + std::to_string(opt.swap_cluster) + " blocks");
+    csplit = opt.swap_cluster;
+  } else if (opt.swap_cluster == 0 && opt.max_splits != 1) {
+    int64_t most = std::min<int64_t>({kSwapMaxCluster, slots / tiles, p.kbs});
+    if (opt.max_splits > 1) most = std::min<int64_t>(most, opt.max_splits);
+    if (opt.swap_min_iters > 1) most = std::min<int64_t>(most, p.kbs / opt.swap_min_iters);
+    for (int s = int(most); s >= 2 && csplit == 0; --s)
+      if (gemm_swap_max_clusters<BITS, T, NT, kWG>(s) >= tiles) csplit = s;
+    const int64_t per_block = csplit > 1 ? (p.kbs + csplit - 1) / csplit : 0;
+    const bool pays = NT == 16 ? per_block <= kClusterMaxBatches16 || (csplit <= 4 && per_block <= 16)
+                               : per_block <= kClusterMaxBatches;
+    if (!pays) csplit = 0;
+  }
+  p.csplit = csplit;
   const bool split = ws.fits && opt.max_splits != 1;
   // Stream-K over the resident blocks; without a workspace, whole tiles per block.
-  const int64_t slots = int64_t(sm_count()) * gemm_swap_blocks_per_sm<BITS, T, NT, kWG>();
   int64_t grid = std::min(slots, total);
   if (opt.max_splits > 1) grid = std::min(grid, tiles * opt.max_splits);
   if (opt.swap_min_iters > 1) grid = std::min(grid, std::max<int64_t>(1, total / opt.swap_min_iters));
   if (!split) grid = tiles;
+  if (csplit > 1) grid = tiles * csplit;  // needs no workspace
   if (grid > INT32_MAX) return fail(cudaErrorInvalidValue, "gemm_quant: m = " + std::to_string(m) + " is too large");
   const cudaError_t e = launch_gemm_swap<BITS, T, NT, kWG>(p, int(grid), opt.pdl, stream);
   if (e != cudaSuccess) return fail(e, std::string("gemm_quant: swap launch failed: ") + cudaGetErrorString(e));
@@ -285,6 +319,9 @@ cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t 
   if (opt.swap_tokens != 0 && opt.swap_tokens != 16 && opt.swap_tokens != 32 && opt.swap_tokens != 64 &&
       opt.swap_tokens != 128)
     return fail(cudaErrorInvalidValue, "gemm_quant: swap_tokens must be 0 (auto), 16, 32, 64 or 128");
+  if (opt.swap_cluster < 0 || opt.swap_cluster > detail::kSwapMaxCluster)
+    return fail(cudaErrorInvalidValue, "gemm_quant: swap_cluster must be 0 (auto), 1 (stream-K) or 2.." +
+                                           std::to_string(detail::kSwapMaxCluster));
   if (opt.kernel == GemmOptions::Kernel::kDecode && m > kDecodeMaxM)
     return fail(cudaErrorInvalidValue, "gemm_quant: the decode kernel takes m <= " + std::to_string(kDecodeMaxM) +
                                            ", got m = " + std::to_string(m));
@@ -304,14 +341,12 @@ cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t 
   p.scale_rows = w.shape.group < kTileK ? int(kTileK / w.shape.group) : 1;
   p.k_tiles = p.k_pad / kTileK;
   cudaError_t e;
-  // Auto: the decode kernel for one token on INT4 linears under 32M weights (H100, run 10: 8B qkv 10.4 vs 11.7 us,
-  // o 9.2 vs 9.0), the swapped-operand kernel everywhere else: at m = 1 on larger linears (8B gate_up 25.9 vs
-  // 27.5 us, 70B gate_up 87-112 vs 107-128 us), for INT8 at every size (8B qkv 14.0 vs 14.8 us, o 11.7 vs 12.5),
-  // and at m >= 2 (the 8B layer at m = 4: 61 vs 81 us). Measurements: docs/perf-notes.md.
+  // Auto: the swapped-operand kernel at every m. With cluster split-k it also beats the decode kernel on the
+  // small linears at m = 1, where the decode kernel used to win (8B qkv 8.2 vs 9.9 us, o 7.9 vs 8.5; larger
+  // linears and m >= 2 went to the swapped-operand kernel already). Measurements: docs/perf-notes.md.
   const bool automatic = opt.kernel == GemmOptions::Kernel::kAuto && opt.m_tile_rows == 0;
-  const bool decode = opt.kernel == GemmOptions::Kernel::kDecode ||
-                      (automatic && m == 1 && w.shape.bits == 4 && w.shape.n * w.shape.k < kDecodeOnlyBelowWeights);
-  const bool swap = opt.kernel == GemmOptions::Kernel::kSwap || (automatic && !decode);
+  const bool decode = opt.kernel == GemmOptions::Kernel::kDecode;
+  const bool swap = opt.kernel == GemmOptions::Kernel::kSwap || automatic;
   if (swap) {
     if (w.shape.bits == 4)
       e = w.act == DType::kF16 ? dispatch_swap<4, half>(p, m, ws.bytes, ws.ptr, opt, stream)

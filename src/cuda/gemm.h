@@ -58,10 +58,9 @@ struct GemmOptions {
   int max_splits = 0;
   // Rows of A per block: 0 chooses (16 up to a measured m, then 64); 16 or 64 forces one (benchmarks, tests).
   int m_tile_rows = 0;
-  // Which fused kernel: kAuto takes the swapped-operand kernel (gemm-swap-kernel.cuh), except at m = 1 on INT4
-  // linears under 32M weights, where the decode kernel (per-warp weight streams, gemm-decode-kernel.cuh) is a
-  // little faster; the others force one (the decode kernel only exists for m <= 16). m_tile_rows != 0 forces the
-  // tiled kernel (gemm-kernel.cuh), which auto no longer picks (slower at every m measured).
+  // Which fused kernel: kAuto takes the swapped-operand kernel (gemm-swap-kernel.cuh) at every m; the others
+  // force one: the decode kernel (per-warp weight streams, gemm-decode-kernel.cuh; m <= 16 only) or the tiled
+  // kernel (gemm-kernel.cuh; also m_tile_rows != 0). Auto picks neither: slower at every m measured.
   enum class Kernel : uint8_t { kAuto, kTiled, kDecode, kSwap };
   Kernel kernel = Kernel::kAuto;
   // Swapped-operand kernel: tokens per block tile, 16, 32, 64 or 128 (wgmma only); 0 chooses the smallest that
@@ -70,6 +69,10 @@ struct GemmOptions {
   // Swapped-operand kernel: each block streams at least this many 64-deep k batches (0 = one block per
   // resident slot). Fewer, longer stripes mean fewer split-k partial sums ([tokens x 256] fp32 each).
   int swap_min_iters = 0;
+  // Swapped-operand kernel, how k is split: 0 chooses (cluster split-k where every tile gets >= 2 blocks of one
+  // wave, else stream-K); 1 stream-K always; 2..16 clusters of that many blocks per tile (token tiles <= 64,
+  // at most one block per 64-deep k batch; an error if the card cannot hold such a cluster).
+  int swap_cluster = 0;
   // Swapped-operand kernel: warpgroup MMAs (wgmma, sm_90a) instead of mma.sync.
   bool swap_wgmma = true;
   // Decode kernel: each warp streams at least this many 2 KB weight batches (0 = as many warps as the card

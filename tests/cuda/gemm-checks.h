@@ -217,8 +217,8 @@ inline CheckResult check_repack(Context& ctx, int64_t n, int64_t k, int bits, in
 }
 
 enum class Path {
-  kQuant, kQuantNoSplit, kQuantTile16, kQuantTile64, kQuantTiled, kDecodeLong, kSwap16, kSwap32, kSwap64, kSwap128, kSwapMma,
-  kDense, kDequant, kAutoCached
+  kQuant, kQuantNoSplit, kQuantTile16, kQuantTile64, kQuantTiled, kDecode, kDecodeLong, kSwap16, kSwap32, kSwap64, kSwap128, kSwapMma,
+  kSwapStreamK, kSwapCluster2, kSwapCluster5, kSwapCluster16, kDense, kDequant, kAutoCached
 };
 inline const char* path_label(Path p) {
   switch (p) {
@@ -227,12 +227,17 @@ inline const char* path_label(Path p) {
     case Path::kQuantTile16: return "quant-tile16";
     case Path::kQuantTile64: return "quant-tile64";
     case Path::kQuantTiled: return "quant-tiled";
+    case Path::kDecode: return "decode";
     case Path::kDecodeLong: return "decode-long";
     case Path::kSwap16: return "swap16";
     case Path::kSwap32: return "swap32";
     case Path::kSwap64: return "swap64";
     case Path::kSwap128: return "swap128";
     case Path::kSwapMma: return "swap-mma";
+    case Path::kSwapStreamK: return "swap-streamk";
+    case Path::kSwapCluster2: return "swap-cluster2";
+    case Path::kSwapCluster5: return "swap-cluster5";
+    case Path::kSwapCluster16: return "swap-cluster16";
     case Path::kDense: return "dense";
     case Path::kDequant: return "dequant";
     case Path::kAutoCached: return "auto-cached";
@@ -309,6 +314,12 @@ inline CheckResult check_gemm(Context& ctx, const GemmCase& g, double* err_out =
         RTNQ_CHECK_CUDA_OR_FAIL(gemm_quant(d_a.ptr, w, d_c.ptr, g.m, ctx.ws, ctx.stream, o), label);
         break;
       }
+      case Path::kDecode: {  // the decode kernel forced, with its defaults (auto no longer picks it)
+        GemmOptions o;
+        o.kernel = GemmOptions::Kernel::kDecode;
+        RTNQ_CHECK_CUDA_OR_FAIL(gemm_quant(d_a.ptr, w, d_c.ptr, g.m, ctx.ws, ctx.stream, o), label);
+        break;
+      }
       case Path::kQuantTiled:
       case Path::kDecodeLong: {
         // The tiled kernel where auto would pick the decode kernel; the decode kernel with long stripes that
@@ -335,6 +346,18 @@ inline CheckResult check_gemm(Context& ctx, const GemmCase& g, double* err_out =
                         : g.path == Path::kSwap128 ? 128
                                                    : 0;
         o.swap_wgmma = g.path != Path::kSwapMma;
+        RTNQ_CHECK_CUDA_OR_FAIL(gemm_quant(d_a.ptr, w, d_c.ptr, g.m, ctx.ws, ctx.stream, o), label);
+        break;
+      }
+      case Path::kSwapStreamK:
+      case Path::kSwapCluster2:
+      case Path::kSwapCluster5:
+      case Path::kSwapCluster16: {
+        // The swapped-operand kernel's k split forced: stream-K where auto takes clusters, or a cluster size
+        // (5: k ranges of unequal length).
+        GemmOptions o;
+        o.kernel = GemmOptions::Kernel::kSwap;
+        o.swap_cluster = g.path == Path::kSwapStreamK ? 1 : g.path == Path::kSwapCluster2 ? 2 : g.path == Path::kSwapCluster5 ? 5 : 16;
         RTNQ_CHECK_CUDA_OR_FAIL(gemm_quant(d_a.ptr, w, d_c.ptr, g.m, ctx.ws, ctx.stream, o), label);
         break;
       }
@@ -412,6 +435,7 @@ inline std::vector<GemmCase> gemm_cases() {
       // kernel with long stripes, small groups (scales per unit), odd n (scalar atomics) and per-channel.
       for (int64_t m : {1, 3, 16}) cases.push_back({m, 3072, 576, bits, 64, act, Path::kQuantTiled});
       cases.push_back({1, 4096, 4096, bits, 128, act, Path::kQuantTiled});
+      for (int64_t m : {1, 4, 16}) cases.push_back({m, 4096, 4096, bits, 128, act, Path::kDecode});
       for (int64_t m : {1, 5, 9, 16}) {
         cases.push_back({m, 576, 576, bits, 64, act, Path::kDecodeLong});
         cases.push_back({m, 4096, 14336, bits, 128, act, Path::kDecodeLong});
@@ -435,6 +459,14 @@ inline std::vector<GemmCase> gemm_cases() {
       cases.push_back({129, 1000, 1536, bits, 32, act, Path::kSwap128});
       cases.push_back({97, 333, 200, bits, -1, act, Path::kSwap128});
       cases.push_back({40, 1000, 1536, bits, 32, act, Path::kSwapMma});
+      // Cluster split-k (auto at small m wherever the tiles are few) and stream-K forced where auto would take
+      // clusters: cluster sizes 2, 5 (k ranges of unequal length) and 16, odd m and n, small groups, per-channel.
+      for (int64_t m : {1, 16, 40}) cases.push_back({m, 4096, 4096, bits, 128, act, Path::kSwapStreamK});
+      cases.push_back({3, 301, 256, bits, 16, act, Path::kSwapStreamK});
+      for (int64_t m : {2, 33, 64}) cases.push_back({m, 333, 200, bits, -1, act, Path::kSwapCluster2});
+      for (int64_t m : {3, 17, 50}) cases.push_back({m, 1000, 1536, bits, 32, act, Path::kSwapCluster5});
+      for (int64_t m : {1, 7, 64}) cases.push_back({m, 4096, 14336, bits, 128, act, Path::kSwapCluster16});
+      cases.push_back({31, 576, 3072, bits, 64, act, Path::kSwapCluster16});
       cases.push_back({33, 4096, 4096, bits, 128, act, Path::kSwapMma});
       cases.push_back({300, 1536, 576, bits, 128, act, Path::kDense});
       cases.push_back({1025, 576, 1536, bits, 64, act, Path::kDense});
@@ -485,6 +517,14 @@ inline CheckResult check_rejections(Context& ctx) {
   GemmOptions bad_swap;
   bad_swap.swap_tokens = 48;
   expect_error(gemm_quant(a.ptr, w, c.ptr, 40, ctx.ws, ctx.stream, bad_swap), "swap_tokens 48");
+  GemmOptions bad_cluster;
+  bad_cluster.swap_cluster = 17;
+  expect_error(gemm_quant(a.ptr, w, c.ptr, 4, ctx.ws, ctx.stream, bad_cluster), "swap_cluster 17");
+  bad_cluster.swap_cluster = 5;  // the 256-deep weight has 4 k batches
+  expect_error(gemm_quant(a.ptr, w, c.ptr, 4, ctx.ws, ctx.stream, bad_cluster), "swap_cluster 5 > 4 k batches");
+  bad_cluster.swap_cluster = 2;
+  bad_cluster.swap_tokens = 128;
+  expect_error(gemm_quant(a.ptr, w, c.ptr, 4, ctx.ws, ctx.stream, bad_cluster), "swap_cluster with 128 tokens");
   RepackedWeight bad_bits = w;
   bad_bits.shape.bits = 3;
   expect_error(gemm_quant(a.ptr, bad_bits, c.ptr, 4, ctx.ws, ctx.stream), "bits = 3");
