@@ -82,14 +82,24 @@ struct SwapParams {
   int csplit;              // > 1: cluster split-k, blocks per tile (= cluster size); else stream-K
 };
 
-template <int BITS, int NT>
+// How a block multiplies. kSwapMma: mma.sync, one warp per strip. kSwapWg: wgmma, one warpgroup (two at 128
+// tokens, splitting the slices). kSwapWgK2: wgmma, two warpgroups splitting each stage's k units (units 0, 2 and
+// 1, 3), their partial sums added in the cluster hand-off; cluster split-k at 16 tokens only, where clusters of
+// at most 16 blocks leave slots empty on linears with few tiles (8B o: 16 tiles x 16 = 256 blocks of 528):
+// twice the warps per tile.
+enum SwapMode : int { kSwapMma = 0, kSwapWg = 1, kSwapWgK2 = 2 };
+
+template <int BITS, int NT, int MODE>
 struct SwapSizes {
   // Up to 64 tokens one warpgroup takes all four slices of its strips (4 x NT/2 accumulators a thread). At 128
   // tokens two warpgroups split them (slices 0-1 and 2-3 of the same strips): the accumulators still fit, and
   // each dequantized weight feeds 128 tokens instead of 64 (half the dequantization per product).
   static constexpr int kQ = NT > 64 ? 2 : 4;                      // slices (16 columns) per warp
-  static constexpr int kWarpgroups = 4 / kQ;
+  static constexpr int kKGroups = MODE == kSwapWgK2 ? 2 : 1;       // warpgroups splitting a stage's k units
+  static constexpr int kWarpgroups = kKGroups * 4 / kQ;
   static constexpr int kThreads = 128 * kWarpgroups;
+  static constexpr int kAThreads = kThreads < NT * 8 ? kThreads : NT * 8;  // threads that copy activation chunks
+  static constexpr int kMinBlocks = NT == 128 ? 1 : (NT == 64 || MODE == kSwapWgK2) ? 2 : NT == 32 ? 3 : 4;
   static constexpr int kLaneU4 = BITS / 4;                        // 16-byte words per lane per unit
   static constexpr int kWarpWBytes = (kSwapK / 16) * 32 * kLaneU4 * 16;  // one strip's 4 units
   static constexpr int kWBytes = kSwapStrips * kWarpWBytes;
@@ -105,14 +115,17 @@ struct SwapSizes {
   static_assert(!kClusterOk || NT * kSwapRedStride * 4 <= kStages * kStageBytes, "the parked tile fits the ring");
   static_assert(kWBytes % 1024 == 0 && kStageBytes % 1024 == 0, "every stage's activation tile is 1024-byte aligned");
   static_assert(NT % 16 == 0 && NT >= 16 && NT <= 128, "token tiles come in ldmatrix.x4 pairs");
-  static_assert((NT * 8) % kThreads == 0, "whole activation chunks per thread");
+  static_assert((NT * 8) % kAThreads == 0, "whole activation chunks per thread");
+  static_assert(MODE != kSwapWgK2 || NT <= 64, "k-split warpgroups hold all four slices: up to 64 tokens");
+  static_assert(MODE == kSwapWg || kQ == 4, "two slice-splitting warpgroups only with wgmma");
   static_assert(kSmemBytes <= 227 * 1024, "fits the opt-in shared memory of sm_90");
 };
 
 // Cluster split-k hand-off (see the top of this file): park this block's accumulators in its own shared memory,
 // then, after one cluster barrier, add up share r of the tile from all csplit blocks of the cluster (in rank
 // order) and store it to C. Tokens past m are neither parked nor read; columns past n are not stored.
-template <int NT, int kThreads, int kQ, typename T>
+// With two k-split warpgroups (kKG = 2) the second adds its sums to the first's parked ones.
+template <int NT, int kThreads, int kQ, int kKG, typename T>
 __device__ __forceinline__ void cluster_reduce_store(float (&acc)[kQ][NT / 8][4], unsigned char* smem, const SwapParams& p,
                                                      T* c_g, int cg, int m0, int wstrip, int wg, int g, int t, int tid) {
   namespace coop = cooperative_groups;
@@ -121,19 +134,27 @@ __device__ __forceinline__ void cluster_reduce_store(float (&acc)[kQ][NT / 8][4]
   __syncthreads();  // every warp is done with the ring (wgmma reads included): it becomes the parking space
   float* red = reinterpret_cast<float*>(smem);
   const int valid = min(NT, p.m - m0);  // tokens of this tile inside C
-  const int col0 = wstrip * 64 + 16 * kQ * wg + g;
+  const int col0 = wstrip * 64 + (kKG == 1 ? 16 * kQ * wg : 0) + g;
+  auto park = [&](bool add) {
 #pragma unroll
-  for (int i = 0; i < NT / 8; ++i) {
-    const int tk = 2 * t + 8 * i;
-    if (tk < valid) {
+    for (int i = 0; i < NT / 8; ++i) {
+      const int tk = 2 * t + 8 * i;
+      if (tk < valid) {
 #pragma unroll
-      for (int q = 0; q < kQ; ++q)
+        for (int q = 0; q < kQ; ++q)
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          red[tk * kStride + col0 + 16 * q + 8 * h] = acc[q][i][2 * h];
-          red[(tk + 1) * kStride + col0 + 16 * q + 8 * h] = acc[q][i][2 * h + 1];
-        }
+          for (int h = 0; h < 2; ++h) {
+            float* r0 = red + tk * kStride + col0 + 16 * q + 8 * h;
+            r0[0] = add ? r0[0] + acc[q][i][2 * h] : acc[q][i][2 * h];
+            r0[kStride] = add ? r0[kStride] + acc[q][i][2 * h + 1] : acc[q][i][2 * h + 1];
+          }
+      }
     }
+  };
+  if (kKG == 1 || wg == 0) park(false);
+  if constexpr (kKG == 2) {
+    __syncthreads();
+    if (wg == 1) park(true);
   }
   coop::cluster_group cluster = coop::this_cluster();
   cluster.sync();  // release/acquire: every block's parked tile is visible cluster-wide
@@ -160,14 +181,16 @@ __device__ __forceinline__ void cluster_reduce_store(float (&acc)[kQ][NT / 8][4]
   cluster.sync();  // no block leaves (taking its shared memory with it) while another may still read it
 }
 
-// kWG: the products run as warpgroup MMAs (wgmma m64nNk16, A = the four warps' dequantized weight slices from
-// registers, B = the activation tile through a descriptor), asynchronously, so the next unit's dequantization
-// overlaps the tensor cores; otherwise as mma.sync, four slices x NT/8 token tiles per warp.
-template <int BITS, typename T, int NT, bool kWG>
-__global__ void __launch_bounds__(SwapSizes<BITS, NT>::kThreads, NT == 128 ? 1 : NT == 64 ? 2 : (NT == 32 ? 3 : 4))
+// MODE != kSwapMma: the products run as warpgroup MMAs (wgmma m64nNk16, A = the four warps' dequantized weight
+// slices from registers, B = the activation tile through a descriptor), asynchronously, so the next unit's
+// dequantization overlaps the tensor cores; kSwapMma: as mma.sync, four slices x NT/8 token tiles per warp.
+// kSwapWgK2 runs only as cluster split-k (the dispatcher guarantees csplit > 1).
+template <int BITS, typename T, int NT, int MODE>
+__global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes<BITS, NT, MODE>::kMinBlocks)
     gemm_swap_kernel(SwapParams p) {
-  using Sz = SwapSizes<BITS, NT>;
-  static_assert(kWG || Sz::kQ == 4, "two warpgroups per block only with wgmma");
+  using Sz = SwapSizes<BITS, NT, MODE>;
+  constexpr bool kWG = MODE != kSwapMma;
+  constexpr int kKG = Sz::kKGroups;
   using Tr = ActTraits<T>;
   constexpr int kLaneU4 = Sz::kLaneU4, kStages = Sz::kStages, kTT = NT / 8;  // token tiles
   constexpr int kQ = Sz::kQ, kThreads = Sz::kThreads;
@@ -221,7 +244,7 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT>::kThreads, NT == 128 ? 1 :
   Cursor w_cur = start, a_cur = start;
   // This thread's activation chunks: rows a_row0 + kRowStep i_, chunk a_ch (NT rows x 8 chunks of 8 elements);
   // chunk c of row r lands at c ^ (r & 7) (the 128-byte swizzle: ldmatrix and wgmma read it).
-  constexpr int kRowStep = kThreads / 8;
+  constexpr int kRowStep = Sz::kAThreads / 8;
   const int a_row0 = tid >> 3, a_ch = tid & 7;
   auto issue_w = [&](int stage) {
     const Cursor c = w_cur;
@@ -251,6 +274,7 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT>::kThreads, NT == 128 ? 1 :
   auto issue_a = [&](int stage) {
     const Cursor c = a_cur;
     advance(a_cur);
+    if (Sz::kAThreads < kThreads && tid >= Sz::kAThreads) return;
     const uint32_t dst = smem_u32(smem + stage * Sz::kStageBytes + Sz::kWBytes) + (a_row0 * 8 + (a_ch ^ (a_row0 & 7))) * 16;
     const int gm0 = c.mt * NT + a_row0, gk = c.kb * kSwapK + a_ch * 8;
     const T* src = a_g + int64_t(gm0) * p.k + gk;
@@ -337,17 +361,19 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT>::kThreads, NT == 128 ? 1 :
       // Every warp takes part (wgmma is warpgroup-wide); an inactive warp's rows are garbage and never stored.
       // Fragments are double-buffered: unit u writes buffer u & 1 once the group of unit u - 2 has completed.
 
+      // With k-split warpgroups (kKG = 2) warpgroup wg takes units wg and wg + 2 of the stage.
       const uint64_t desc0 = wgmma_desc_k128(a_s);
       uint32_t afb[2][kQ][4];
 #pragma unroll
-      for (int u = 0; u < kSwapK / 16; ++u) {
-        if (u >= 2) wgmma_wait<1>();  // the group of unit u - 2 used this buffer
-        a_frags(u, afb[u & 1]);
+      for (int uu = 0; uu < kSwapK / 16 / kKG; ++uu) {
+        const int u = kKG == 1 ? uu : uu * kKG + wg;
+        if (uu >= 2) wgmma_wait<1>();  // the group of unit u - 2 used this buffer
+        a_frags(u, afb[uu & 1]);
         // No other instruction touches the accumulators between the chained wgmmas: any use of them while a
         // group is pending makes ptxas insert a full wait there (warning C7517), which serialises the pipeline.
         wgmma_fence();
 #pragma unroll
-        for (int q = 0; q < kQ; ++q) Wgmma<T, NT>::run(acc[q], afb[u & 1][q], desc0 + 2 * u);
+        for (int q = 0; q < kQ; ++q) Wgmma<T, NT>::run(acc[q], afb[uu & 1][q], desc0 + 2 * u);
         wgmma_commit();
       }
       wgmma_wait<0>();  // this stage's activation tile is refilled right after the next barrier
@@ -385,8 +411,9 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT>::kThreads, NT == 128 ? 1 :
     const bool tile_done = cur.kb == 0;
     if (!tile_done && it != n_iters - 1) continue;
     if constexpr (Sz::kClusterOk) {
-      if (p.csplit > 1) {  // cluster split-k: this block's only segment is done (every block gets here once)
-        cluster_reduce_store<NT, kThreads, kQ>(acc, smem, p, c_g, cg, m0, wstrip, wg, g, t, tid);
+      // Cluster split-k: this block's only segment is done (every block gets here once).
+      if (MODE == kSwapWgK2 || p.csplit > 1) {
+        cluster_reduce_store<NT, kThreads, kQ, kKG>(acc, smem, p, c_g, cg, m0, wstrip, wg, g, t, tid);
         break;
       }
     }
@@ -492,21 +519,21 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT>::kThreads, NT == 128 ? 1 :
   cp_async_wait<0>();  // nothing may be in flight into shared memory when the block exits
 }
 
-template <int BITS, typename T, int NT, bool kWG>
+template <int BITS, typename T, int NT, int MODE>
 cudaError_t swap_smem_attr() {
-  static const cudaError_t e = cudaFuncSetAttribute(gemm_swap_kernel<BITS, T, NT, kWG>,
+  static const cudaError_t e = cudaFuncSetAttribute(gemm_swap_kernel<BITS, T, NT, MODE>,
                                                     cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                    SwapSizes<BITS, NT>::kSmemBytes);
+                                                    SwapSizes<BITS, NT, MODE>::kSmemBytes);
   return e;
 }
 
-template <int BITS, typename T, int NT, bool kWG>
+template <int BITS, typename T, int NT, int MODE>
 cudaError_t launch_gemm_swap(const SwapParams& p, int blocks, bool pdl, cudaStream_t stream) {
-  if (const cudaError_t e = swap_smem_attr<BITS, T, NT, kWG>(); e != cudaSuccess) return e;
+  if (const cudaError_t e = swap_smem_attr<BITS, T, NT, MODE>(); e != cudaSuccess) return e;
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(unsigned(blocks), 1, 1);
-  cfg.blockDim = dim3(unsigned(SwapSizes<BITS, NT>::kThreads), 1, 1);
-  cfg.dynamicSmemBytes = size_t(SwapSizes<BITS, NT>::kSmemBytes);
+  cfg.blockDim = dim3(unsigned(SwapSizes<BITS, NT, MODE>::kThreads), 1, 1);
+  cfg.dynamicSmemBytes = size_t(SwapSizes<BITS, NT, MODE>::kSmemBytes);
   cfg.stream = stream;
   cudaLaunchAttribute attr[3];
   unsigned n_attr = 0;
@@ -526,19 +553,19 @@ cudaError_t launch_gemm_swap(const SwapParams& p, int blocks, bool pdl, cudaStre
   }
   cfg.attrs = attr;
   cfg.numAttrs = n_attr;
-  const cudaError_t e = cudaLaunchKernelEx(&cfg, gemm_swap_kernel<BITS, T, NT, kWG>, p);
+  const cudaError_t e = cudaLaunchKernelEx(&cfg, gemm_swap_kernel<BITS, T, NT, MODE>, p);
   if (e != cudaSuccess) return e;
   return cudaGetLastError();
 }
 
-template <int BITS, typename T, int NT, bool kWG>
+template <int BITS, typename T, int NT, int MODE>
 int gemm_swap_blocks_per_sm() {
   static std::atomic<int> cache{0};
   int blocks = cache.load(std::memory_order_relaxed);
   if (blocks == 0) {
-    if (swap_smem_attr<BITS, T, NT, kWG>() != cudaSuccess ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, gemm_swap_kernel<BITS, T, NT, kWG>, SwapSizes<BITS, NT>::kThreads,
-                                                      SwapSizes<BITS, NT>::kSmemBytes) != cudaSuccess) {
+    if (swap_smem_attr<BITS, T, NT, MODE>() != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, gemm_swap_kernel<BITS, T, NT, MODE>, SwapSizes<BITS, NT, MODE>::kThreads,
+                                                      SwapSizes<BITS, NT, MODE>::kSmemBytes) != cudaSuccess) {
       (void)cudaGetLastError();
       blocks = 1;
     }
@@ -550,27 +577,27 @@ int gemm_swap_blocks_per_sm() {
 
 // How many clusters of `size` blocks the card holds at once (0 if none, or the query fails); cached per size.
 // The dispatcher asks before every cluster launch, so this also allows sizes above the portable 8 first.
-template <int BITS, typename T, int NT, bool kWG>
+template <int BITS, typename T, int NT, int MODE>
 int gemm_swap_max_clusters(int size) {
   static std::atomic<int> cache[kSwapMaxCluster + 1] = {};
-  if (size < 2 || size > kSwapMaxCluster || !SwapSizes<BITS, NT>::kClusterOk) return 0;
+  if (size < 2 || size > kSwapMaxCluster || !SwapSizes<BITS, NT, MODE>::kClusterOk) return 0;
   static const cudaError_t non_portable =
-      cudaFuncSetAttribute(gemm_swap_kernel<BITS, T, NT, kWG>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+      cudaFuncSetAttribute(gemm_swap_kernel<BITS, T, NT, MODE>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
   if (non_portable != cudaSuccess && size > 8) return 0;
   int n = cache[size].load(std::memory_order_relaxed);
   if (n == 0) {
     cudaLaunchConfig_t cfg{};
     cfg.gridDim = dim3(unsigned(size), 1, 1);
-    cfg.blockDim = dim3(unsigned(SwapSizes<BITS, NT>::kThreads), 1, 1);
-    cfg.dynamicSmemBytes = size_t(SwapSizes<BITS, NT>::kSmemBytes);
+    cfg.blockDim = dim3(unsigned(SwapSizes<BITS, NT, MODE>::kThreads), 1, 1);
+    cfg.dynamicSmemBytes = size_t(SwapSizes<BITS, NT, MODE>::kSmemBytes);
     cudaLaunchAttribute attr{};
     attr.id = cudaLaunchAttributeClusterDimension;
     attr.val.clusterDim.x = unsigned(size);
     attr.val.clusterDim.y = attr.val.clusterDim.z = 1;
     cfg.attrs = &attr;
     cfg.numAttrs = 1;
-    if (swap_smem_attr<BITS, T, NT, kWG>() != cudaSuccess ||
-        cudaOccupancyMaxActiveClusters(&n, gemm_swap_kernel<BITS, T, NT, kWG>, &cfg) != cudaSuccess) {
+    if (swap_smem_attr<BITS, T, NT, MODE>() != cudaSuccess ||
+        cudaOccupancyMaxActiveClusters(&n, gemm_swap_kernel<BITS, T, NT, MODE>, &cfg) != cudaSuccess) {
       (void)cudaGetLastError();
       n = 0;
     }
@@ -580,22 +607,24 @@ int gemm_swap_max_clusters(int size) {
   return n > 0 ? n : 0;
 }
 
-#define RTNQ_SWAP_INSTANCE(PREFIX, BITS, T, NT, WG)                                                              \
-  PREFIX template cudaError_t launch_gemm_swap<BITS, T, NT, WG>(const SwapParams&, int, bool, cudaStream_t); \
-  PREFIX template int gemm_swap_blocks_per_sm<BITS, T, NT, WG>();                                              \
-  PREFIX template int gemm_swap_max_clusters<BITS, T, NT, WG>(int);
+#define RTNQ_SWAP_INSTANCE(PREFIX, BITS, T, NT, MODE)                                                              \
+  PREFIX template cudaError_t launch_gemm_swap<BITS, T, NT, MODE>(const SwapParams&, int, bool, cudaStream_t); \
+  PREFIX template int gemm_swap_blocks_per_sm<BITS, T, NT, MODE>();                                              \
+  PREFIX template int gemm_swap_max_clusters<BITS, T, NT, MODE>(int);
 
-#define RTNQ_SWAP_INSTANCES_WG(PREFIX, T, WG) \
-  RTNQ_SWAP_INSTANCE(PREFIX, 4, T, 16, WG)    \
-  RTNQ_SWAP_INSTANCE(PREFIX, 4, T, 32, WG)    \
-  RTNQ_SWAP_INSTANCE(PREFIX, 4, T, 64, WG)    \
-  RTNQ_SWAP_INSTANCE(PREFIX, 8, T, 16, WG)    \
-  RTNQ_SWAP_INSTANCE(PREFIX, 8, T, 32, WG)    \
-  RTNQ_SWAP_INSTANCE(PREFIX, 8, T, 64, WG)
-#define RTNQ_SWAP_INSTANCES_FOR(PREFIX, T)   \
-  RTNQ_SWAP_INSTANCES_WG(PREFIX, T, false)   \
-  RTNQ_SWAP_INSTANCES_WG(PREFIX, T, true)    \
-  RTNQ_SWAP_INSTANCE(PREFIX, 4, T, 128, true) \
-  RTNQ_SWAP_INSTANCE(PREFIX, 8, T, 128, true)
+#define RTNQ_SWAP_INSTANCES_MODE(PREFIX, T, MODE) \
+  RTNQ_SWAP_INSTANCE(PREFIX, 4, T, 16, MODE)      \
+  RTNQ_SWAP_INSTANCE(PREFIX, 4, T, 32, MODE)      \
+  RTNQ_SWAP_INSTANCE(PREFIX, 4, T, 64, MODE)      \
+  RTNQ_SWAP_INSTANCE(PREFIX, 8, T, 16, MODE)      \
+  RTNQ_SWAP_INSTANCE(PREFIX, 8, T, 32, MODE)      \
+  RTNQ_SWAP_INSTANCE(PREFIX, 8, T, 64, MODE)
+#define RTNQ_SWAP_INSTANCES_FOR(PREFIX, T)          \
+  RTNQ_SWAP_INSTANCES_MODE(PREFIX, T, kSwapMma)     \
+  RTNQ_SWAP_INSTANCES_MODE(PREFIX, T, kSwapWg)      \
+  RTNQ_SWAP_INSTANCE(PREFIX, 4, T, 128, kSwapWg)    \
+  RTNQ_SWAP_INSTANCE(PREFIX, 8, T, 128, kSwapWg)    \
+  RTNQ_SWAP_INSTANCE(PREFIX, 4, T, 16, kSwapWgK2)   \
+  RTNQ_SWAP_INSTANCE(PREFIX, 8, T, 16, kSwapWgK2)
 
 }  // namespace rtnq::cuda::detail

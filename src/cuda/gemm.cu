@@ -41,8 +41,8 @@ namespace {
 
 // 16-row tiles (decoding) up to this m; the configuration measured and checked on an H100 (docs/perf-notes.md).
 constexpr int64_t kSmallTileMaxM = 16;
-// Swapped-operand kernel, auto: the longest k range per block (64-deep batches) that cluster split-k takes, at
-// 16-token tiles (any cluster size; up to 16 in clusters of at most 4) and at larger ones (see dispatch_swap_as).
+// Swapped-operand kernel, auto: the longest k range per warpgroup (64-deep batches) that cluster split-k takes,
+// at 16-token tiles (any cluster size; up to 16 in clusters of at most 4) and at larger ones (see auto_cluster).
 constexpr int64_t kClusterMaxBatches16 = 4;
 constexpr int64_t kClusterMaxBatches = 32;
 
@@ -167,12 +167,42 @@ cudaError_t dispatch_decode(const GemmParams& base, int64_t m, size_t ws_bytes, 
                                : dispatch_decode_as<BITS, T, false>(base, m, ws_bytes, ws_ptr, opt, stream);
 }
 
-template <int BITS, typename T, int NT, bool kWG>
+// The cluster size auto picks for this kernel instance (0: stream-K). Cluster split-k (csplit blocks per tile,
+// one cluster each, partial sums through distributed shared memory) when the tiles are few enough that every tile
+// gets at least two blocks in one wave - the largest cluster size up to 16 for which the card holds all the
+// clusters at once - and each warpgroup's k range is short. Long k ranges in large clusters stream slower than
+// stream-K (H100: 8B down at m = 1, clusters of 16 with 14 batches a block, 22.4 vs 16.4 us; 70B o, 512 blocks
+// either way, 20.1 vs 17.3), so they keep stream-K: at 16 tokens the hand-off is small, and clusters pay up to 4
+// batches a warpgroup (8B qkv 9.3 vs 11.9 us), or 16 in clusters of at most 4 (8B gate_up at m = 16: 25.9 vs
+// 29.9); at 32 and 64 tokens the hand-off is large and they pay up to 32 (8B layer at m = 64: 110 vs 158 us).
+// docs/perf-notes.md, "Cluster split-k".
+template <int BITS, typename T, int NT, int MODE>
+int auto_cluster(int64_t tiles, int kbs, const GemmOptions& opt) {
+  if (!SwapSizes<BITS, NT, MODE>::kClusterOk || opt.max_splits == 1 || opt.swap_cluster != 0) return 0;
+  const int64_t slots = int64_t(sm_count()) * gemm_swap_blocks_per_sm<BITS, T, NT, MODE>();
+  int64_t most = std::min<int64_t>({kSwapMaxCluster, slots / tiles, kbs});
+  if (opt.max_splits > 1) most = std::min<int64_t>(most, opt.max_splits);
+  if (opt.swap_min_iters > 1) most = std::min<int64_t>(most, kbs / opt.swap_min_iters);
+  int csplit = 0;
+  for (int s = int(most); s >= 2 && csplit == 0; --s)
+    if (gemm_swap_max_clusters<BITS, T, NT, MODE>(s) >= tiles) csplit = s;
+  if (csplit < 2) return 0;
+  const int64_t per_wg = ((kbs + csplit - 1) / csplit + SwapSizes<BITS, NT, MODE>::kKGroups - 1) /
+                         SwapSizes<BITS, NT, MODE>::kKGroups;
+  const bool pays = NT == 16 ? per_wg <= kClusterMaxBatches16 || (csplit <= 4 && per_wg <= 16)
+                             : per_wg <= kClusterMaxBatches;
+  return pays ? csplit : 0;
+}
+
+int64_t swap_tiles(const GemmParams& base, int64_t m, int nt) {
+  return (base.n_pad / 64 + kSwapStrips - 1) / kSwapStrips * ((m + nt - 1) / nt);
+}
+
+template <int BITS, typename T, int NT, int MODE>
 cudaError_t dispatch_swap_as(const GemmParams& base, int64_t m, size_t ws_bytes, void* ws_ptr, const GemmOptions& opt,
                              cudaStream_t stream) {
   const int64_t m_tiles = (m + NT - 1) / NT;
-  const int64_t groups = (base.n_pad / 64 + kSwapStrips - 1) / kSwapStrips;
-  const int64_t tiles = groups * m_tiles;
+  const int64_t tiles = swap_tiles(base, m, NT);
   const SplitWorkspace ws = carve_workspace(ws_ptr, ws_bytes, tiles, m, base.n);
   SwapParams p = fused_params<SwapParams>(base, m, ws);
   p.kbs = base.k_pad / kSwapK;
@@ -187,47 +217,31 @@ cudaError_t dispatch_swap_as(const GemmParams& base, int64_t m, size_t ws_bytes,
   p.m_tiles = int(m_tiles);
   p.total_iters = int(total);
   p.evict_first = m_tiles == 1 ? 1 : 0;
-  const int64_t slots = int64_t(sm_count()) * gemm_swap_blocks_per_sm<BITS, T, NT, kWG>();
-  // Cluster split-k (csplit blocks per tile, one cluster each, partial sums through distributed shared memory)
-  // when the tiles are few enough that every tile gets at least two blocks in one wave - the largest cluster size
-  // up to 16 for which the card holds all the clusters at once - and each block's k range is short. Long k
-  // ranges in large clusters stream slower than stream-K (H100: 8B down at m = 1, clusters of 16 with 14
-  // batches a block, 22.4 vs 16.4 us; 70B o, 512 blocks either way, 20.1 vs 17.3), so they keep stream-K: at
-  // 16 tokens the hand-off is small, and clusters pay up to 4 batches a block (8B qkv 9.3 vs 11.9 us), or 16 in
-  // clusters of at most 4 (8B gate_up at m = 16: 25.9 vs 29.9); at 32 and 64 tokens the hand-off is large and
-  // they pay up to 32 (8B layer at m = 64: 110 vs 158 us). docs/perf-notes.md, "Cluster split-k".
-  int csplit = 0;
+  int csplit = auto_cluster<BITS, T, NT, MODE>(tiles, p.kbs, opt);
   if (opt.swap_cluster >= 2) {
-    if (!SwapSizes<BITS, NT>::kClusterOk)
+    if (!SwapSizes<BITS, NT, MODE>::kClusterOk)
       return fail(cudaErrorInvalidValue, "gemm_quant: swap_cluster needs a token tile of at most 64 (m <= 64 or swap_tokens)");
     if (opt.swap_cluster > p.kbs)
       return fail(cudaErrorInvalidValue, "gemm_quant: swap_cluster " + std::to_string(opt.swap_cluster) +
                                              " exceeds the " + std::to_string(p.kbs) + " k batches of this weight");
-    if (gemm_swap_max_clusters<BITS, T, NT, kWG>(opt.swap_cluster) < 1)
+    if (gemm_swap_max_clusters<BITS, T, NT, MODE>(opt.swap_cluster) < 1)
       return fail(cudaErrorNotSupported,
                   "gemm_quant: this card cannot run a cluster of " + std::to_string(opt.swap_cluster) + " blocks");
     csplit = opt.swap_cluster;
-  } else if (opt.swap_cluster == 0 && opt.max_splits != 1) {
-    int64_t most = std::min<int64_t>({kSwapMaxCluster, slots / tiles, p.kbs});
-    if (opt.max_splits > 1) most = std::min<int64_t>(most, opt.max_splits);
-    if (opt.swap_min_iters > 1) most = std::min<int64_t>(most, p.kbs / opt.swap_min_iters);
-    for (int s = int(most); s >= 2 && csplit == 0; --s)
-      if (gemm_swap_max_clusters<BITS, T, NT, kWG>(s) >= tiles) csplit = s;
-    const int64_t per_block = csplit > 1 ? (p.kbs + csplit - 1) / csplit : 0;
-    const bool pays = NT == 16 ? per_block <= kClusterMaxBatches16 || (csplit <= 4 && per_block <= 16)
-                               : per_block <= kClusterMaxBatches;
-    if (!pays) csplit = 0;
   }
+  if (MODE == kSwapWgK2 && csplit < 2)  // the k-split warpgroups hand off through clusters only
+    return fail(cudaErrorInvalidValue, "gemm_quant: internal: k-split warpgroups without a cluster");
   p.csplit = csplit;
   const bool split = ws.fits && opt.max_splits != 1;
   // Stream-K over the resident blocks; without a workspace, whole tiles per block.
+  const int64_t slots = int64_t(sm_count()) * gemm_swap_blocks_per_sm<BITS, T, NT, MODE>();
   int64_t grid = std::min(slots, total);
   if (opt.max_splits > 1) grid = std::min(grid, tiles * opt.max_splits);
   if (opt.swap_min_iters > 1) grid = std::min(grid, std::max<int64_t>(1, total / opt.swap_min_iters));
   if (!split) grid = tiles;
   if (csplit > 1) grid = tiles * csplit;  // needs no workspace
   if (grid > INT32_MAX) return fail(cudaErrorInvalidValue, "gemm_quant: m = " + std::to_string(m) + " is too large");
-  const cudaError_t e = launch_gemm_swap<BITS, T, NT, kWG>(p, int(grid), opt.pdl, stream);
+  const cudaError_t e = launch_gemm_swap<BITS, T, NT, MODE>(p, int(grid), opt.pdl, stream);
   if (e != cudaSuccess) return fail(e, std::string("gemm_quant: swap launch failed: ") + cudaGetErrorString(e));
   return cudaSuccess;
 }
@@ -239,15 +253,23 @@ cudaError_t dispatch_swap(const GemmParams& base, int64_t m, size_t ws_bytes, vo
   const int nt = opt.swap_tokens != 0 ? opt.swap_tokens
                                       : (m <= 16 ? 16 : m <= 32 ? 32 : (m <= 64 || !opt.swap_wgmma) ? 64 : 128);
   if (opt.swap_wgmma) {
-    if (nt == 16) return dispatch_swap_as<BITS, T, 16, true>(base, m, ws_bytes, ws_ptr, opt, stream);
-    if (nt == 32) return dispatch_swap_as<BITS, T, 32, true>(base, m, ws_bytes, ws_ptr, opt, stream);
-    if (nt == 64) return dispatch_swap_as<BITS, T, 64, true>(base, m, ws_bytes, ws_ptr, opt, stream);
-    return dispatch_swap_as<BITS, T, 128, true>(base, m, ws_bytes, ws_ptr, opt, stream);
+    if (nt == 16) {
+      // Clusters at 16 tokens run with k-split warpgroups (twice the warps per tile), forced or where auto takes
+      // them for that kernel; otherwise one warpgroup per block.
+#ifndef RTNQ_SWAP_NO_K2  // A/B builds only
+      if (opt.swap_cluster >= 2 || auto_cluster<BITS, T, 16, kSwapWgK2>(swap_tiles(base, m, 16), base.k_pad / kSwapK, opt) > 1)
+        return dispatch_swap_as<BITS, T, 16, kSwapWgK2>(base, m, ws_bytes, ws_ptr, opt, stream);
+#endif
+      return dispatch_swap_as<BITS, T, 16, kSwapWg>(base, m, ws_bytes, ws_ptr, opt, stream);
+    }
+    if (nt == 32) return dispatch_swap_as<BITS, T, 32, kSwapWg>(base, m, ws_bytes, ws_ptr, opt, stream);
+    if (nt == 64) return dispatch_swap_as<BITS, T, 64, kSwapWg>(base, m, ws_bytes, ws_ptr, opt, stream);
+    return dispatch_swap_as<BITS, T, 128, kSwapWg>(base, m, ws_bytes, ws_ptr, opt, stream);
   }
   if (nt == 128) return fail(cudaErrorInvalidValue, "gemm_quant: swap_tokens 128 needs swap_wgmma");
-  if (nt == 16) return dispatch_swap_as<BITS, T, 16, false>(base, m, ws_bytes, ws_ptr, opt, stream);
-  if (nt == 32) return dispatch_swap_as<BITS, T, 32, false>(base, m, ws_bytes, ws_ptr, opt, stream);
-  return dispatch_swap_as<BITS, T, 64, false>(base, m, ws_bytes, ws_ptr, opt, stream);
+  if (nt == 16) return dispatch_swap_as<BITS, T, 16, kSwapMma>(base, m, ws_bytes, ws_ptr, opt, stream);
+  if (nt == 32) return dispatch_swap_as<BITS, T, 32, kSwapMma>(base, m, ws_bytes, ws_ptr, opt, stream);
+  return dispatch_swap_as<BITS, T, 64, kSwapMma>(base, m, ws_bytes, ws_ptr, opt, stream);
 }
 
 }  // namespace
