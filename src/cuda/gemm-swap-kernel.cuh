@@ -13,9 +13,9 @@
 //     columns outright, so there is no reduction between warps;
 //   - one activation tile (NT tokens x 64 k) serves 256 columns, 4x fewer activation bytes per weight byte than
 //     a per-warp copy;
-//   - with wgmma (kWG) each unit is 4 (slices) m64nNTk16 per warpgroup, asynchronous, the next unit's weights
-//     dequantized meanwhile; with mma.sync 4 x NT/8 m16n8k16 per warp, B fragments by ldmatrix. At NT = 128 two
-//     warpgroups split the slices (0-1, 2-3) of the same strips.
+//   - with wgmma (MODE != kSwapMma) each unit is 4 (slices) m64nNTk16 per warpgroup, asynchronous, the next
+//     unit's weights dequantized meanwhile; with mma.sync 4 x NT/8 m16n8k16 per warp, B fragments by ldmatrix.
+//     At NT = 128 two warpgroups split the slices (0-1, 2-3) of the same strips.
 //
 // A-fragment identity. For lane (g = lane / 4, t = lane % 4) and slice s, word s of the lane's unit dequantizes
 // (dequant_int4 / dequant_int8) into b[0..3] = the B registers of n8 tiles j = 0, 1 with (kh = 0, 1): b[2j + kh]
@@ -85,8 +85,8 @@ struct SwapParams {
 // How a block multiplies. kSwapMma: mma.sync, one warp per strip. kSwapWg: wgmma, one warpgroup (two at 128
 // tokens, splitting the slices). kSwapWgK2: wgmma, two warpgroups splitting each stage's k units (units 0, 2 and
 // 1, 3), their partial sums added in the cluster hand-off; cluster split-k at 16 tokens only, where clusters of
-// at most 16 blocks leave slots empty on linears with few tiles (8B o: 16 tiles x 16 = 256 blocks of 528):
-// twice the warps per tile.
+// at most 16 blocks leave slots empty on linears with few tiles (8B o: 16 tiles x 16 = 256 blocks): twice the
+// warps per tile. Used for INT8, whose 16-token blocks fit only two to an SM (docs/perf-notes.md).
 enum SwapMode : int { kSwapMma = 0, kSwapWg = 1, kSwapWgK2 = 2 };
 
 template <int BITS, int NT, int MODE>
@@ -624,7 +624,6 @@ int gemm_swap_max_clusters(int size) {
   RTNQ_SWAP_INSTANCES_MODE(PREFIX, T, kSwapWg)      \
   RTNQ_SWAP_INSTANCE(PREFIX, 4, T, 128, kSwapWg)    \
   RTNQ_SWAP_INSTANCE(PREFIX, 8, T, 128, kSwapWg)    \
-  RTNQ_SWAP_INSTANCE(PREFIX, 4, T, 16, kSwapWgK2)   \
   RTNQ_SWAP_INSTANCE(PREFIX, 8, T, 16, kSwapWgK2)
 
 }  // namespace rtnq::cuda::detail
