@@ -535,7 +535,7 @@ cudaError_t launch_gemm_swap(const SwapParams& p, int blocks, bool pdl, cudaStre
   cfg.blockDim = dim3(unsigned(SwapSizes<BITS, NT, MODE>::kThreads), 1, 1);
   cfg.dynamicSmemBytes = size_t(SwapSizes<BITS, NT, MODE>::kSmemBytes);
   cfg.stream = stream;
-  cudaLaunchAttribute attr[3];
+  cudaLaunchAttribute attr[2];
   unsigned n_attr = 0;
   if (pdl) {
     attr[n_attr].id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -546,10 +546,6 @@ cudaError_t launch_gemm_swap(const SwapParams& p, int blocks, bool pdl, cudaStre
     attr[n_attr].val.clusterDim.x = unsigned(p.csplit);
     attr[n_attr].val.clusterDim.y = 1;
     attr[n_attr++].val.clusterDim.z = 1;
-#ifdef RTNQ_SWAP_CLUSTER_SPREAD  // A/B builds only
-    attr[n_attr].id = cudaLaunchAttributeClusterSchedulingPolicyPreference;
-    attr[n_attr++].val.clusterSchedulingPolicyPreference = cudaClusterSchedulingPolicySpread;
-#endif
   }
   cfg.attrs = attr;
   cfg.numAttrs = n_attr;
