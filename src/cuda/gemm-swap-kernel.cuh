@@ -40,7 +40,7 @@
 // The activation tile's XOR swizzle (chunk c of row r at c ^ (r & 7)) is the 128-byte swizzle that wgmma's
 // descriptor names, so ldmatrix and wgmma read the same tile. Programmatic dependent launch as in the decode
 // kernel: weights and scales of the first stages are requested before griddepcontrol.wait, the activations after.
-// Measurements of every variant: docs/perf-notes.md, "Swapped-operand kernel".
+// Measurements of every variant: docs/perf-notes.md, "Swapped-operand kernel" and "Cluster split-k".
 #pragma once
 
 #include <cooperative_groups.h>
