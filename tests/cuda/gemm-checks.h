@@ -218,7 +218,7 @@ inline CheckResult check_repack(Context& ctx, int64_t n, int64_t k, int bits, in
 
 enum class Path {
   kQuant, kQuantNoSplit, kQuantTile16, kQuantTile64, kQuantTiled, kDecode, kDecodeLong, kSwap16, kSwap32, kSwap64, kSwap128, kSwapMma,
-  kSwapStreamK, kSwapCluster2, kSwapCluster5, kSwapCluster16, kDense, kDequant, kAutoCached
+  kSwapStreamK, kSwapCluster2, kSwapCluster5, kSwapCluster16, kSwap16Cluster4, kDense, kDequant, kAutoCached
 };
 inline const char* path_label(Path p) {
   switch (p) {
@@ -238,6 +238,7 @@ inline const char* path_label(Path p) {
     case Path::kSwapCluster2: return "swap-cluster2";
     case Path::kSwapCluster5: return "swap-cluster5";
     case Path::kSwapCluster16: return "swap-cluster16";
+    case Path::kSwap16Cluster4: return "swap16-cluster4";
     case Path::kDense: return "dense";
     case Path::kDequant: return "dequant";
     case Path::kAutoCached: return "auto-cached";
@@ -352,12 +353,18 @@ inline CheckResult check_gemm(Context& ctx, const GemmCase& g, double* err_out =
       case Path::kSwapStreamK:
       case Path::kSwapCluster2:
       case Path::kSwapCluster5:
-      case Path::kSwapCluster16: {
+      case Path::kSwapCluster16:
+      case Path::kSwap16Cluster4: {
         // The swapped-operand kernel's k split forced: stream-K where auto takes clusters, or a cluster size
-        // (5: k ranges of unequal length).
+        // (5: k ranges of unequal length); 16-token tiles in clusters of 4 at m > 16 (several m tiles).
         GemmOptions o;
         o.kernel = GemmOptions::Kernel::kSwap;
-        o.swap_cluster = g.path == Path::kSwapStreamK ? 1 : g.path == Path::kSwapCluster2 ? 2 : g.path == Path::kSwapCluster5 ? 5 : 16;
+        o.swap_cluster = g.path == Path::kSwapStreamK    ? 1
+                         : g.path == Path::kSwapCluster2 ? 2
+                         : g.path == Path::kSwapCluster5 ? 5
+                         : g.path == Path::kSwap16Cluster4 ? 4
+                                                           : 16;
+        if (g.path == Path::kSwap16Cluster4) o.swap_tokens = 16;
         RTNQ_CHECK_CUDA_OR_FAIL(gemm_quant(d_a.ptr, w, d_c.ptr, g.m, ctx.ws, ctx.stream, o), label);
         break;
       }
@@ -467,6 +474,7 @@ inline std::vector<GemmCase> gemm_cases() {
       for (int64_t m : {3, 17, 50}) cases.push_back({m, 1000, 1536, bits, 32, act, Path::kSwapCluster5});
       for (int64_t m : {1, 7, 64}) cases.push_back({m, 4096, 14336, bits, 128, act, Path::kSwapCluster16});
       cases.push_back({31, 576, 3072, bits, 64, act, Path::kSwapCluster16});
+      for (int64_t m : {17, 40}) cases.push_back({m, 1000, 1536, bits, 32, act, Path::kSwap16Cluster4});
       cases.push_back({33, 4096, 4096, bits, 128, act, Path::kSwapMma});
       cases.push_back({300, 1536, 576, bits, 128, act, Path::kDense});
       cases.push_back({1025, 576, 1536, bits, 64, act, Path::kDense});
