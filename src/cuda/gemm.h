@@ -84,7 +84,8 @@ struct GemmOptions {
 };
 
 // Fused kernel. a: [m, k] row-major, 16-byte aligned; c: [m, n] row-major. dtype of a and c is w.act.
-// A workspace too small for this call just disables split-k (slower, still correct).
+// A workspace too small for this call just disables stream-K split-k (slower, still correct); cluster split-k
+// needs none.
 cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t m, const GemmWorkspace& ws,
                        cudaStream_t stream, const GemmOptions& opt = {});
 
