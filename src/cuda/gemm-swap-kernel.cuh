@@ -527,6 +527,15 @@ cudaError_t swap_smem_attr() {
   return e;
 }
 
+// The launch attribute that groups the grid into 1-D clusters of `size` blocks.
+inline cudaLaunchAttribute cluster_dim_attr(int size) {
+  cudaLaunchAttribute a{};
+  a.id = cudaLaunchAttributeClusterDimension;
+  a.val.clusterDim.x = unsigned(size);
+  a.val.clusterDim.y = a.val.clusterDim.z = 1;
+  return a;
+}
+
 template <int BITS, typename T, int NT, int MODE>
 cudaError_t launch_gemm_swap(const SwapParams& p, int blocks, bool pdl, cudaStream_t stream) {
   if (const cudaError_t e = swap_smem_attr<BITS, T, NT, MODE>(); e != cudaSuccess) return e;
@@ -541,12 +550,7 @@ cudaError_t launch_gemm_swap(const SwapParams& p, int blocks, bool pdl, cudaStre
     attr[n_attr].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[n_attr++].val.programmaticStreamSerializationAllowed = 1;
   }
-  if (p.csplit > 1) {
-    attr[n_attr].id = cudaLaunchAttributeClusterDimension;
-    attr[n_attr].val.clusterDim.x = unsigned(p.csplit);
-    attr[n_attr].val.clusterDim.y = 1;
-    attr[n_attr++].val.clusterDim.z = 1;
-  }
+  if (p.csplit > 1) attr[n_attr++] = cluster_dim_attr(p.csplit);
   cfg.attrs = attr;
   cfg.numAttrs = n_attr;
   const cudaError_t e = cudaLaunchKernelEx(&cfg, gemm_swap_kernel<BITS, T, NT, MODE>, p);
@@ -586,10 +590,7 @@ int gemm_swap_max_clusters(int size) {
     cfg.gridDim = dim3(unsigned(size), 1, 1);
     cfg.blockDim = dim3(unsigned(SwapSizes<BITS, NT, MODE>::kThreads), 1, 1);
     cfg.dynamicSmemBytes = size_t(SwapSizes<BITS, NT, MODE>::kSmemBytes);
-    cudaLaunchAttribute attr{};
-    attr.id = cudaLaunchAttributeClusterDimension;
-    attr.val.clusterDim.x = unsigned(size);
-    attr.val.clusterDim.y = attr.val.clusterDim.z = 1;
+    cudaLaunchAttribute attr = cluster_dim_attr(size);
     cfg.attrs = &attr;
     cfg.numAttrs = 1;
     if (swap_smem_attr<BITS, T, NT, MODE>() != cudaSuccess ||
