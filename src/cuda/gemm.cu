@@ -198,9 +198,10 @@ int64_t swap_tiles(const GemmParams& base, int64_t m, int nt) {
   return (base.n_pad / 64 + kSwapStrips - 1) / kSwapStrips * ((m + nt - 1) / nt);
 }
 
+// auto_csplit: auto_cluster's answer for this instance when the caller already asked it (-1: ask here).
 template <int BITS, typename T, int NT, int MODE>
 cudaError_t dispatch_swap_as(const GemmParams& base, int64_t m, size_t ws_bytes, void* ws_ptr, const GemmOptions& opt,
-                             cudaStream_t stream) {
+                             cudaStream_t stream, int auto_csplit = -1) {
   const int64_t m_tiles = (m + NT - 1) / NT;
   const int64_t tiles = swap_tiles(base, m, NT);
   const SplitWorkspace ws = carve_workspace(ws_ptr, ws_bytes, tiles, m, base.n);
@@ -217,7 +218,7 @@ cudaError_t dispatch_swap_as(const GemmParams& base, int64_t m, size_t ws_bytes,
   p.m_tiles = int(m_tiles);
   p.total_iters = int(total);
   p.evict_first = m_tiles == 1 ? 1 : 0;
-  int csplit = auto_cluster<BITS, T, NT, MODE>(tiles, p.kbs, opt);
+  int csplit = auto_csplit >= 0 ? auto_csplit : auto_cluster<BITS, T, NT, MODE>(tiles, p.kbs, opt);
   if (opt.swap_cluster >= 2) {
     if (!SwapSizes<BITS, NT, MODE>::kClusterOk)
       return fail(cudaErrorInvalidValue, "gemm_quant: swap_cluster needs a token tile of at most 64 (m <= 64 or swap_tokens)");
@@ -257,9 +258,11 @@ cudaError_t dispatch_swap(const GemmParams& base, int64_t m, size_t ws_bytes, vo
       // INT8: clusters at 16 tokens run with k-split warpgroups (twice the warps per tile), forced or where auto
       // takes them for that kernel (H100: 8B INT8 layer at m = 1 90.5 vs 93.7 us; qkv 12.4 vs 14.0, o 10.8 vs
       // 11.8). INT4 lost with them (8B layer 69.3 vs 59.7 us), so it keeps one warpgroup per block.
-      if constexpr (BITS == 8)
-        if (opt.swap_cluster >= 2 || auto_cluster<BITS, T, 16, kSwapWgK2>(swap_tiles(base, m, 16), base.k_pad / kSwapK, opt) > 1)
-          return dispatch_swap_as<BITS, T, 16, kSwapWgK2>(base, m, ws_bytes, ws_ptr, opt, stream);
+      if constexpr (BITS == 8) {
+        const int k2 = auto_cluster<BITS, T, 16, kSwapWgK2>(swap_tiles(base, m, 16), base.k_pad / kSwapK, opt);
+        if (opt.swap_cluster >= 2 || k2 > 1)
+          return dispatch_swap_as<BITS, T, 16, kSwapWgK2>(base, m, ws_bytes, ws_ptr, opt, stream, k2);
+      }
       return dispatch_swap_as<BITS, T, 16, kSwapWg>(base, m, ws_bytes, ws_ptr, opt, stream);
     }
     if (nt == 32) return dispatch_swap_as<BITS, T, 32, kSwapWg>(base, m, ws_bytes, ws_ptr, opt, stream);
@@ -270,6 +273,14 @@ cudaError_t dispatch_swap(const GemmParams& base, int64_t m, size_t ws_bytes, vo
   if (nt == 16) return dispatch_swap_as<BITS, T, 16, kSwapMma>(base, m, ws_bytes, ws_ptr, opt, stream);
   if (nt == 32) return dispatch_swap_as<BITS, T, 32, kSwapMma>(base, m, ws_bytes, ws_ptr, opt, stream);
   return dispatch_swap_as<BITS, T, 64, kSwapMma>(base, m, ws_bytes, ws_ptr, opt, stream);
+}
+
+// f.template operator()<BITS, T>() for the weight's bits (4, 8) and activation type (half, __nv_bfloat16).
+template <typename F>
+cudaError_t with_weight_type(const RepackedWeight& w, F&& f) {
+  if (w.shape.bits == 4)
+    return w.act == DType::kF16 ? f.template operator()<4, half>() : f.template operator()<4, __nv_bfloat16>();
+  return w.act == DType::kF16 ? f.template operator()<8, half>() : f.template operator()<8, __nv_bfloat16>();
 }
 
 }  // namespace
@@ -362,33 +373,17 @@ cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t 
   p.group = int(w.shape.group);
   p.scale_rows = w.shape.group < kTileK ? int(kTileK / w.shape.group) : 1;
   p.k_tiles = p.k_pad / kTileK;
-  cudaError_t e;
   // Auto: the swapped-operand kernel at every m. With cluster split-k it also beats the decode kernel on the
   // small linears at m = 1, where the decode kernel used to win (8B qkv 8.2 vs 9.9 us, o 7.9 vs 8.5; larger
   // linears and m >= 2 went to the swapped-operand kernel already). Measurements: docs/perf-notes.md.
   const bool automatic = opt.kernel == GemmOptions::Kernel::kAuto && opt.m_tile_rows == 0;
   const bool decode = opt.kernel == GemmOptions::Kernel::kDecode;
   const bool swap = opt.kernel == GemmOptions::Kernel::kSwap || automatic;
-  if (swap) {
-    if (w.shape.bits == 4)
-      e = w.act == DType::kF16 ? dispatch_swap<4, half>(p, m, ws.bytes, ws.ptr, opt, stream)
-                               : dispatch_swap<4, __nv_bfloat16>(p, m, ws.bytes, ws.ptr, opt, stream);
-    else
-      e = w.act == DType::kF16 ? dispatch_swap<8, half>(p, m, ws.bytes, ws.ptr, opt, stream)
-                               : dispatch_swap<8, __nv_bfloat16>(p, m, ws.bytes, ws.ptr, opt, stream);
-  } else if (decode) {
-    if (w.shape.bits == 4)
-      e = w.act == DType::kF16 ? dispatch_decode<4, half>(p, m, ws.bytes, ws.ptr, opt, stream)
-                               : dispatch_decode<4, __nv_bfloat16>(p, m, ws.bytes, ws.ptr, opt, stream);
-    else
-      e = w.act == DType::kF16 ? dispatch_decode<8, half>(p, m, ws.bytes, ws.ptr, opt, stream)
-                               : dispatch_decode<8, __nv_bfloat16>(p, m, ws.bytes, ws.ptr, opt, stream);
-  } else if (w.shape.bits == 4)
-    e = w.act == DType::kF16 ? dispatch_m<4, half>(p, m, ws.bytes, ws.ptr, opt.max_splits, opt.m_tile_rows, stream)
-                             : dispatch_m<4, __nv_bfloat16>(p, m, ws.bytes, ws.ptr, opt.max_splits, opt.m_tile_rows, stream);
-  else
-    e = w.act == DType::kF16 ? dispatch_m<8, half>(p, m, ws.bytes, ws.ptr, opt.max_splits, opt.m_tile_rows, stream)
-                             : dispatch_m<8, __nv_bfloat16>(p, m, ws.bytes, ws.ptr, opt.max_splits, opt.m_tile_rows, stream);
+  const cudaError_t e = with_weight_type(w, [&]<int BITS, typename T>() {
+    if (swap) return dispatch_swap<BITS, T>(p, m, ws.bytes, ws.ptr, opt, stream);
+    if (decode) return dispatch_decode<BITS, T>(p, m, ws.bytes, ws.ptr, opt, stream);
+    return dispatch_m<BITS, T>(p, m, ws.bytes, ws.ptr, opt.max_splits, opt.m_tile_rows, stream);
+  });
   if (e == cudaSuccess) clear_error();
   return e;
 }
