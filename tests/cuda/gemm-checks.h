@@ -246,6 +246,28 @@ inline const char* path_label(Path p) {
   return "?";
 }
 
+// The swapped-operand kernel forced, with what the path names: a token tile (where auto picks another tile or
+// kernel), mma.sync instead of wgmma, or the k split - stream-K where auto takes clusters, a cluster size (5: k
+// ranges of unequal length), 16-token tiles in clusters of 4 at m > 16 (several m tiles).
+inline GemmOptions forced_swap_options(Path path) {
+  GemmOptions o;
+  o.kernel = GemmOptions::Kernel::kSwap;
+  switch (path) {
+    case Path::kSwap16: o.swap_tokens = 16; break;
+    case Path::kSwap32: o.swap_tokens = 32; break;
+    case Path::kSwap64: o.swap_tokens = 64; break;
+    case Path::kSwap128: o.swap_tokens = 128; break;
+    case Path::kSwapMma: o.swap_wgmma = false; break;
+    case Path::kSwapStreamK: o.swap_cluster = 1; break;
+    case Path::kSwapCluster2: o.swap_cluster = 2; break;
+    case Path::kSwapCluster5: o.swap_cluster = 5; break;
+    case Path::kSwapCluster16: o.swap_cluster = 16; break;
+    case Path::kSwap16Cluster4: o.swap_tokens = 16, o.swap_cluster = 4; break;
+    default: break;
+  }
+  return o;
+}
+
 struct GemmCase {
   int64_t m, n, k;
   int bits;
@@ -336,38 +358,15 @@ inline CheckResult check_gemm(Context& ctx, const GemmCase& g, double* err_out =
       case Path::kSwap32:
       case Path::kSwap64:
       case Path::kSwap128:
-      case Path::kSwapMma: {
-        // The swapped-operand kernel with a forced token tile (where auto picks another tile or kernel), or with
-        // mma.sync instead of wgmma.
-        GemmOptions o;
-        o.kernel = GemmOptions::Kernel::kSwap;
-        o.swap_tokens = g.path == Path::kSwap16   ? 16
-                        : g.path == Path::kSwap32 ? 32
-                        : g.path == Path::kSwap64 ? 64
-                        : g.path == Path::kSwap128 ? 128
-                                                   : 0;
-        o.swap_wgmma = g.path != Path::kSwapMma;
-        RTNQ_CHECK_CUDA_OR_FAIL(gemm_quant(d_a.ptr, w, d_c.ptr, g.m, ctx.ws, ctx.stream, o), label);
-        break;
-      }
+      case Path::kSwapMma:
       case Path::kSwapStreamK:
       case Path::kSwapCluster2:
       case Path::kSwapCluster5:
       case Path::kSwapCluster16:
-      case Path::kSwap16Cluster4: {
-        // The swapped-operand kernel's k split forced: stream-K where auto takes clusters, or a cluster size
-        // (5: k ranges of unequal length); 16-token tiles in clusters of 4 at m > 16 (several m tiles).
-        GemmOptions o;
-        o.kernel = GemmOptions::Kernel::kSwap;
-        o.swap_cluster = g.path == Path::kSwapStreamK    ? 1
-                         : g.path == Path::kSwapCluster2 ? 2
-                         : g.path == Path::kSwapCluster5 ? 5
-                         : g.path == Path::kSwap16Cluster4 ? 4
-                                                           : 16;
-        if (g.path == Path::kSwap16Cluster4) o.swap_tokens = 16;
-        RTNQ_CHECK_CUDA_OR_FAIL(gemm_quant(d_a.ptr, w, d_c.ptr, g.m, ctx.ws, ctx.stream, o), label);
+      case Path::kSwap16Cluster4:
+        RTNQ_CHECK_CUDA_OR_FAIL(gemm_quant(d_a.ptr, w, d_c.ptr, g.m, ctx.ws, ctx.stream, forced_swap_options(g.path)),
+                                label);
         break;
-      }
       case Path::kDense:
         RTNQ_CHECK_CUDA_OR_FAIL(gemm_dense(d_a.ptr, w, d_c.ptr, g.m, d_scratch.ptr, ctx.cublas, ctx.stream), label);
         break;
