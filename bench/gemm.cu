@@ -13,7 +13,9 @@
 //   --one K,N,M[,NT[,CLUSTER]]: just three eager INT4 gemm_quant calls on one shape (for a profiler), then exit
 //   (NT: swap_tokens, CLUSTER: swap_cluster);
 //   --no-variants: skip both variants tables; --ms: the m values of the main table; --shapes: only these models;
-//   --hot: no weight rotation (weights that fit stay in L2: the per-call cost without the DRAM stream).
+//   --hot: no weight rotation (weights that fit stay in L2: the per-call cost without the DRAM stream);
+//   --trace K,N,M[,NT[,CLUSTER]] (builds with -DRTNQ_SWAP_TRACE only): one graph of back-to-back INT4 calls over
+//   rotated weights, and where each call's time goes, from per-block timestamps of the swapped-operand kernel.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -209,6 +211,117 @@ int profile_one(int64_t k, int64_t n, int64_t m, int nt, int cluster) {
   return 0;
 }
 
+#ifdef RTNQ_SWAP_TRACE
+// --trace: per call of one graph (the calls back to back, as time_graph runs them), from %globaltimer stamps of every
+// block, in us: when its first block started, how long until the kernel before it had finished (its last block's
+// end), the first and last release from griddepcontrol.wait, the last block's hand-off and end; then per block
+// (median): start -> wait released, -> hand-off, -> end.
+int trace_calls(int64_t k, int64_t n, int64_t m, int nt, int cluster) {
+  BENCH_CHECK(cudaStreamCreate(&g_stream));
+  cudaDeviceProp prop{};
+  BENCH_CHECK(cudaGetDeviceProperties(&prop, 0));
+  const int copies = std::max(8, copies_for(double(n) * k / 2, prop.l2CacheSize));
+  auto w = make_weights(n, k, 4, copies, 11);
+  rc::GemmWorkspace ws;
+  BENCH_CHECK(rc::gemm_workspace_alloc(m, n, &ws, g_stream));
+  void *a, *c;
+  BENCH_CHECK(cudaMalloc(&a, size_t(m * k * 2)));
+  BENCH_CHECK(cudaMalloc(&c, size_t(m * n * 2)));
+  fill_random(a, size_t(m * k), DType::kBF16, 14);
+  rc::GemmOptions o;
+  o.swap_tokens = nt;
+  o.swap_cluster = cluster;
+  o.kernel = rc::GemmOptions::Kernel::kSwap;
+  constexpr int kWords = rc::kSwapTraceWords;
+  const size_t cap = size_t(copies) * 4096;
+  unsigned long long* buf;
+  BENCH_CHECK(cudaMalloc(&buf, (1 + cap * kWords) * 8));
+  for (int i = 0; i < copies; ++i) BENCH_CHECK(rc::gemm_quant(a, w[i], c, m, ws, g_stream, o));  // lazy init
+  rc::set_swap_trace(buf);
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  BENCH_CHECK(cudaStreamBeginCapture(g_stream, cudaStreamCaptureModeThreadLocal));
+  for (int i = 0; i < copies; ++i) BENCH_CHECK(rc::gemm_quant(a, w[i], c, m, ws, g_stream, o));
+  BENCH_CHECK(cudaStreamEndCapture(g_stream, &graph));
+  rc::set_swap_trace(nullptr);
+  BENCH_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  for (int rep = 0; rep < 3; ++rep) {  // the last replay is the one read
+    BENCH_CHECK(cudaMemsetAsync(buf, 0, 8, g_stream));
+    BENCH_CHECK(cudaGraphLaunch(exec, g_stream));
+  }
+  BENCH_CHECK(cudaStreamSynchronize(g_stream));
+  unsigned long long count = 0;
+  BENCH_CHECK(cudaMemcpy(&count, buf, 8, cudaMemcpyDeviceToHost));
+  if (count > cap) {
+    std::fprintf(stderr, "bench-gemm --trace: %llu records, room for %zu\n", count, cap);
+    return 1;
+  }
+  std::vector<unsigned long long> rec(count * kWords);
+  BENCH_CHECK(cudaMemcpy(rec.data(), buf + 1, rec.size() * 8, cudaMemcpyDeviceToHost));
+  std::vector<std::vector<const unsigned long long*>> calls(copies);  // per call, its blocks' records
+  for (size_t r = 0; r < count; ++r) {
+    const unsigned long long* b = rec.data() + r * kWords;
+    for (int i = 0; i < copies; ++i)
+      if (b[0] == reinterpret_cast<unsigned long long>(w[i].words)) calls[i].push_back(b);
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? std::nan("") : v[v.size() / 2];
+  };
+  // Stamp j of record b (0 start, 1 wait released, 2 hand-off, 3 handed on, 4 C stored, 5 end); 0 = not reached.
+  auto st = [](const unsigned long long* b, int j) { return b[3 + j]; };
+  std::printf("trace k=%lld n=%lld m=%lld nt=%d cluster=%d: %d calls, %llu block records (us; times from the end of "
+              "the call before; per block: medians)\n",
+              (long long)k, (long long)n, (long long)m, nt, cluster, copies, count);
+  std::printf("| call | blocks | SMs | csplit | first start | first wait release | last wait release | last hand-off | end "
+              "| start-wait | wait-hand-off | hand-off-handed on | handed on-stored | stored-end | cluster barrier after "
+              "its last arrival |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  double prev_end = 0, first_end = 0, last_end = 0;
+  for (int i = 0; i < copies; ++i) {
+    const auto& bl = calls[i];
+    if (bl.empty()) continue;
+    unsigned long long lo[6], hi[6];
+    std::fill(lo, lo + 6, ~0ull);
+    std::fill(hi, hi + 6, 0ull);
+    std::vector<double> d[5], barrier;
+    std::vector<unsigned> sms;
+    const int csplit = int(bl[0][2]);
+    std::vector<unsigned long long> cluster_last;  // per cluster: its last block's hand-off
+    for (const auto* b : bl) {
+      for (int j = 0; j < 6; ++j)
+        if (st(b, j) != 0) lo[j] = std::min(lo[j], st(b, j)), hi[j] = std::max(hi[j], st(b, j));
+      for (int j = 0; j < 5; ++j)  // the next stamp this block reached
+        for (int e = j + 1; e < 6; ++e)
+          if (st(b, j) != 0 && st(b, e) != 0) {
+            if (e == j + 1) d[j].push_back((double(st(b, e)) - double(st(b, j))) / 1e3);
+            break;
+          }
+      sms.push_back(unsigned(b[1] >> 32));
+      if (csplit > 1) {
+        const size_t cl = size_t(unsigned(b[1]) / unsigned(csplit));
+        if (cluster_last.size() <= cl) cluster_last.resize(cl + 1, 0);
+        cluster_last[cl] = std::max(cluster_last[cl], st(b, 2));
+      }
+    }
+    if (csplit > 1)
+      for (const auto* b : bl)
+        barrier.push_back((double(st(b, 3)) - double(cluster_last[unsigned(b[1]) / unsigned(csplit)])) / 1e3);
+    std::sort(sms.begin(), sms.end());
+    const size_t n_sm = size_t(std::unique(sms.begin(), sms.end()) - sms.begin());
+    const double base = i == 0 ? double(lo[0]) : prev_end;
+    auto rel = [&](unsigned long long v) { return (double(v) - base) / 1e3; };
+    std::printf("| %d | %zu | %zu | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", i,
+                bl.size(), n_sm, csplit, rel(lo[0]), rel(lo[1]), rel(hi[1]), rel(hi[2]), rel(hi[5]), median(d[0]),
+                median(d[1]), median(d[2]), median(d[3]), median(d[4]), median(barrier));
+    prev_end = double(hi[5]);
+    if (i == 0) first_end = prev_end;
+    last_end = prev_end;
+  }
+  std::printf("mean call (end to end, calls 1..%d): %.2f us\n", copies - 1, (last_end - first_end) / 1e3 / (copies - 1));
+  return 0;
+}
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -239,6 +352,15 @@ int main(int argc, char** argv) {
         return 2;
       }
       return profile_one(k, n, m, int(nt), int(cl));
+#ifdef RTNQ_SWAP_TRACE
+    } else if (std::strcmp(argv[i], "--trace") == 0 && i + 1 < argc) {
+      long long k = 0, n = 0, m = 0, nt = 0, cl = 0;
+      if (std::sscanf(argv[++i], "%lld,%lld,%lld,%lld,%lld", &k, &n, &m, &nt, &cl) < 3 || k < 1 || n < 1 || m < 1) {
+        std::fprintf(stderr, "bench-gemm: --trace wants K,N,M[,NT[,CLUSTER]]\n");
+        return 2;
+      }
+      return trace_calls(k, n, m, int(nt), int(cl));
+#endif
     } else if (std::strcmp(argv[i], "--shapes") == 0 && i + 1 < argc) models_arg = "," + std::string(argv[++i]) + ",";
     else out_dir = argv[i];
   }
@@ -282,11 +404,13 @@ int main(int argc, char** argv) {
   };
   std::vector<VariantRow> variant_rows;
   // Swapped-operand kernel variants (m = 1..256): k split forced (stream-K, cluster sizes), token tile forced,
-  // mma.sync, at least 4 k batches per block, no PDL, INT8, next to the tiled kernel and cuBLAS BF16 (same run).
+  // mma.sync, at least 4 k batches per block, no PDL, INT8, weights scaled before the MMA at 16 tokens (no
+  // deferred scales), next to the tiled kernel and cuBLAS BF16 (same run).
   const std::vector<std::string> swap_names = {"swap (auto)", "stream-K", "cluster 2", "cluster 4", "cluster 8", "cluster 16",
                                                "mma.sync", "tokens 16", "tokens 32", "tokens 64", "tokens 128",
                                                "min 4 batches/block", "no PDL", "tiled kernel", "INT8 swap",
-                                               "INT8 stream-K", "cuBLAS BF16", "INT4 roofline"};
+                                               "INT8 stream-K", "scaled weights", "INT8 scaled weights", "cuBLAS BF16",
+                                               "INT4 roofline"};
   std::vector<VariantRow> swap_rows;
   std::vector<int64_t> swap_ms = {1, 4, 16, 32, 64, 128, 256};
   if (swap_only && !ms_arg.empty()) swap_ms = ms_arg;
@@ -368,6 +492,10 @@ int main(int argc, char** argv) {
         v.us.push_back(time_graph([&](int i) { BENCH_CHECK(rc::gemm_quant(a, w4[i], c, m, ws, g_stream, tiled)); }, c4));
         v.us.push_back(t(w8, c8, {}));
         v.us.push_back(t(w8, c8, streamk));
+        rc::GemmOptions scaled;
+        scaled.swap_defer_scales = false;
+        v.us.push_back(m <= 16 ? t(w4, c4, scaled) : std::nan(""));
+        v.us.push_back(m <= 16 ? t(w8, c8, scaled) : std::nan(""));
         v.us.push_back(time_graph([&](int i) { BENCH_CHECK(rc::cublas_gemm_nt(a, dense[i], c, m, s.n, s.k, DType::kBF16, cublas)); }, cd));
         v.us.push_back((q4_bytes + double(m) * (s.k + s.n) * 2) / (copy_gbs * 1e3));
         swap_rows.push_back(v);

@@ -2,16 +2,18 @@
 # Builds the CUDA GEMM for sm_90a with nvcc alone (the GPU machine has no fmt/json/GoogleTest, so this does not go
 # through the top-level CMake project), runs every GPU check (tests/cuda/gemm-checks.h via gpu-check-main.cu) and
 # the benchmark (bench/gemm.cu), and prints a short table last.
-#   scripts/gpu-check.sh [--quick] [--no-bench] [--build-only] [--sanitize]
+#   scripts/gpu-check.sh [--quick] [--no-bench] [--build-only] [--sanitize] [--trace]
+# --trace: a diagnostic build instead (-DRTNQ_SWAP_TRACE, its own object folder) that prints, per call of a graph of
+# back-to-back calls, where the time goes (bench-gemm --trace) for the four 8B linears at m = 1 and 16; no checks.
 # Logs, bench-gemm's gemm.md / gemm.json go to $OUT when set (the lent GPU machine), else build/gpu-check/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-build/gpu-check}"
 bld=build/gpu-check-obj
-mkdir -p "$out" "$bld"
-quick=""; bench=1; build_only=0; sanitize=0
+quick=""; bench=1; build_only=0; sanitize=0; trace=0
 for a in "$@"; do
   case "$a" in
+    --trace) trace=1 ;;
     --quick) quick="--quick" ;;
     --no-bench) bench=0 ;;
     --build-only) build_only=1 ;;
@@ -21,6 +23,8 @@ for a in "$@"; do
 done
 arch="${RTNQ_CUDA_GENCODE:--gencode=arch=compute_90a,code=sm_90a}"
 flags=(-std=c++20 -O3 "$arch" -Isrc -Iinclude -Itests/cuda -Xptxas=-v)
+if [ $trace = 1 ]; then bld=build/gpu-check-trace-obj; flags+=(-DRTNQ_SWAP_TRACE); fi
+mkdir -p "$out" "$bld"
 lib_srcs=(src/cuda/*.cu)
 srcs=("${lib_srcs[@]}" tests/cuda/gpu-check-main.cu bench/gemm.cu)
 echo "== build ($(nvcc --version | tail -1))"
@@ -42,6 +46,15 @@ nvcc "$arch" "${lib[@]}" "$bld"/tests_cuda_gpu-check-main.cu.o -lcublas -o "$bld
 nvcc "$arch" "${lib[@]}" "$bld"/bench_gemm.cu.o -lcublas -o "$bld/bench-gemm" || exit 1
 echo "kernel resources:"; grep -A2 -E "gemm_quant_kernel|gemm_decode_kernel|gemm_swap_kernel" "$out/build.log" | grep -E "registers|spill" | sort | uniq -c
 [ $build_only = 1 ] && exit 0
+if [ $trace = 1 ]; then
+  for m in 1 16; do
+    for shape in 4096,6144 4096,4096 4096,28672 14336,4096; do
+      "$bld/bench-gemm" --trace "$shape,$m" > "$out/trace-${shape/,/x}-$m.md" 2>&1 || { cat "$out/trace-${shape/,/x}-$m.md"; exit 1; }
+      head -1 "$out/trace-${shape/,/x}-$m.md"; sed -n '2,3p;5,7p' "$out/trace-${shape/,/x}-$m.md"; tail -1 "$out/trace-${shape/,/x}-$m.md"
+    done
+  done
+  exit 0
+fi
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv 2>&1 | tee "$out/gpu.txt"
 echo "== checks"
 "$bld/gpu-check" > "$out/checks.log" 2>&1

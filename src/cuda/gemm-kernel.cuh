@@ -76,6 +76,9 @@ struct ActTraits<half> {
   static __device__ __forceinline__ half from_float(float v) { return __float2half_rn(v); }
   static __device__ __forceinline__ T2 low2(T2 v) { return __low2half2(v); }
   static __device__ __forceinline__ T2 high2(T2 v) { return __high2half2(v); }
+  static __device__ __forceinline__ float low_f32(uint32_t w) { return __low2float(as_half2(w)); }
+  static __device__ __forceinline__ float high_f32(uint32_t w) { return __high2float(as_half2(w)); }
+  static __device__ __forceinline__ half2 as_half2(uint32_t w) { return *reinterpret_cast<half2*>(&w); }
 };
 template <>
 struct ActTraits<__nv_bfloat16> {
@@ -85,6 +88,9 @@ struct ActTraits<__nv_bfloat16> {
   static __device__ __forceinline__ __nv_bfloat16 from_float(float v) { return __float2bfloat16_rn(v); }
   static __device__ __forceinline__ T2 low2(T2 v) { return __low2bfloat162(v); }
   static __device__ __forceinline__ T2 high2(T2 v) { return __high2bfloat162(v); }
+  // A bf16 is the top half of an fp32: widening is a shift or a mask.
+  static __device__ __forceinline__ float low_f32(uint32_t w) { return __uint_as_float(w << 16); }
+  static __device__ __forceinline__ float high_f32(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
 };
 
 template <typename T2>
@@ -144,18 +150,25 @@ __device__ __forceinline__ void dequant_int8<__nv_bfloat16>(uint32_t w0, uint32_
   }
 }
 
-// Slice sl (16 columns) of a lane's unit words -> the four B registers b[2 j + kh] of its two n8 tiles, dequantized
-// and scaled: tile j = 0 by the low half of s_word, tile j = 1 by the high half (see repack-layout.h). The one
-// dequantize-and-scale step of all three fused kernels.
+// Slice sl (16 columns) of a lane's unit words -> the four B registers b[2 j + kh] of its two n8 tiles, holding the
+// integer weights q (exact in FP16 and BF16), not yet scaled.
 template <int BITS, typename T>
-__device__ __forceinline__ void dequant_slice_scaled(const uint32_t* words, int sl, uint32_t s_word, uint32_t (&b)[4]) {
-  using Tr = ActTraits<T>;
-  using T2 = typename Tr::T2;
+__device__ __forceinline__ void dequant_slice(const uint32_t* words, int sl, uint32_t (&b)[4]) {
   if constexpr (BITS == 4) {
     dequant_int4<T>(words[sl], b);
   } else {
     dequant_int8<T>(words[2 * sl], words[2 * sl + 1], b);
   }
+}
+
+// dequant_slice, then scaled: tile j = 0 by the low half of s_word, tile j = 1 by the high half (see
+// repack-layout.h). The dequantize-and-scale step of the three fused kernels (the swapped-operand kernel's
+// 16-token tiles scale per group in fp32 after the MMA instead).
+template <int BITS, typename T>
+__device__ __forceinline__ void dequant_slice_scaled(const uint32_t* words, int sl, uint32_t s_word, uint32_t (&b)[4]) {
+  using Tr = ActTraits<T>;
+  using T2 = typename Tr::T2;
+  dequant_slice<BITS, T>(words, sl, b);
   const T2 sc2 = as_t2<T2>(s_word);
   const T2 s0 = Tr::low2(sc2), s1 = Tr::high2(sc2);
   b[0] = as_u32(__hmul2(as_t2<T2>(b[0]), s0));

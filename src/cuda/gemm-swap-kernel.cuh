@@ -36,6 +36,12 @@
 //     the fp32 workspace, stored transposed ([n][m]: a lane's two tokens are adjacent, so the atomics are
 //     float2), with a per-tile arrival counter; in the block that completes a tile every warp reloads the
 //     finished sums of its own fragment positions into its accumulators, stores C and zeroes the workspace.
+// Deferred scales (INT4, 16-token tiles with wgmma, groups of 64 and up): the MMAs take the integer weights q
+// (exact in FP16 and BF16) into partial sums per group, which are scaled in fp32 and added to the accumulators at
+// the end of each group. That drops the HMUL2 per two weights from the dequantization - a quarter of its
+// instructions - for one FFMA per accumulator per group, and the scaled weights are no longer rounded to 16 bits.
+// H100, 8B layer: 1-2% faster at m <= 16 (docs/perf-notes.md); INT8 was slower with them (8B gate_up at m = 1
+// 45.4 vs 43.1 us), and at 32 tokens and up the second accumulator set does not fit the registers.
 // Pipeline: block-wide kStages-deep cp.async ring; weights with an L2 evict-first hint when each is read once.
 // The activation tile's XOR swizzle (chunk c of row r at c ^ (r & 7)) is the 128-byte swizzle that wgmma's
 // descriptor names, so ldmatrix and wgmma read the same tile. Programmatic dependent launch as in the decode
@@ -48,6 +54,7 @@
 #include <atomic>
 
 #include "cuda/gemm-kernel.cuh"
+#include "cuda/gemm.h"
 #include "cuda/wgmma.cuh"
 
 namespace rtnq::cuda::detail {
@@ -80,7 +87,24 @@ struct SwapParams {
   int unit_shift;          // unit u of a stage uses scale row u >> unit_shift
   int evict_first;         // 1: one m tile, each weight is read once
   int csplit;              // > 1: cluster split-k, blocks per tile (= cluster size); else stream-K
+  int group_stages;        // > 0: deferred scales (16-token wgmma tiles), 64-deep stages per group; 0: scaled weights
+#ifdef RTNQ_SWAP_TRACE
+  unsigned long long* trace;  // diagnostic builds: [0] record count, then kSwapTraceWords per block (see below)
+#endif
 };
+
+#ifdef RTNQ_SWAP_TRACE
+// Diagnostic builds only (-DRTNQ_SWAP_TRACE; bench-gemm --trace): where a call's time goes. Thread 0 of every block
+// appends kSwapTraceWords (gemm.h) words: {weights pointer (names the call), block | SM << 32, csplit, then
+// %globaltimer at start, after griddepcontrol.wait, at the hand-off, once the partial sums are handed on (cluster:
+// parked and past the first cluster barrier; stream-K: added, fenced and counted), once C is stored, at the end}.
+#define RTNQ_SWAP_STAMP(v) asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(v)::"memory")
+#define RTNQ_SWAP_TRACE_PARAM , unsigned long long* stamp
+#define RTNQ_SWAP_TRACE_ARG , stamp
+#else
+#define RTNQ_SWAP_TRACE_PARAM
+#define RTNQ_SWAP_TRACE_ARG
+#endif
 
 // How a block multiplies. kSwapMma: mma.sync, one warp per strip. kSwapWg: wgmma, one warpgroup (two at 128
 // tokens, splitting the slices). kSwapWgK2: wgmma, two warpgroups splitting each stage's k units (units 0, 2 and
@@ -127,7 +151,8 @@ struct SwapSizes {
 // With two k-split warpgroups (kKG = 2) the second adds its sums to the first's parked ones.
 template <int NT, int kThreads, int kQ, int kKG, typename T>
 __device__ __forceinline__ void cluster_reduce_store(float (&acc)[kQ][NT / 8][4], unsigned char* smem, const SwapParams& p,
-                                                     T* c_g, int cg, int m0, int wstrip, int wg, int g, int t, int tid) {
+                                                     T* c_g, int cg, int m0, int wstrip, int wg, int g, int t, int tid
+                                                     RTNQ_SWAP_TRACE_PARAM) {
   namespace coop = cooperative_groups;
   constexpr int kStride = kSwapRedStride;
   cp_async_wait<0>();
@@ -158,6 +183,9 @@ __device__ __forceinline__ void cluster_reduce_store(float (&acc)[kQ][NT / 8][4]
   }
   coop::cluster_group cluster = coop::this_cluster();
   cluster.sync();  // release/acquire: every block's parked tile is visible cluster-wide
+#ifdef RTNQ_SWAP_TRACE
+  RTNQ_SWAP_STAMP(stamp[3]);
+#endif
   const int rank = int(cluster.block_rank()), S = p.csplit;
   // Share `rank` of the tile's valid part, in chunks of 4 columns of one token.
   const int chunks = valid * (kSwapCols / 4);
@@ -178,6 +206,10 @@ __device__ __forceinline__ void cluster_reduce_store(float (&acc)[kQ][NT / 8][4]
     for (int e = 0; e < 4; ++e)
       if (col + e < p.n) dst[e] = Tr::from_float(vals[e]);
   }
+#ifdef RTNQ_SWAP_TRACE
+  __syncthreads();
+  RTNQ_SWAP_STAMP(stamp[4]);
+#endif
   cluster.sync();  // no block leaves (taking its shared memory with it) while another may still read it
 }
 
@@ -198,11 +230,18 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
   // at a stage boundary gained nothing: ptxas drains there anyway, warning C7517, because the accumulators are
   // re-zeroed on the epilogue path of the loop; see docs/perf-notes.md.)
   constexpr int kAhead = kStages - 1;
+  constexpr bool kDeferOk = kWG && NT == 16 && BITS == 4;
+  static_assert(!kDeferOk || kQ == 4, "deferred scales: every warpgroup holds all four slices");
+  const int spg = kDeferOk ? p.group_stages : 0;  // stages per group, deferred scales; 0: scaled weights
   extern __shared__ __align__(128) unsigned char smem_raw[];
   unsigned char* smem = smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u);
   __shared__ int s_is_last;
 
   asm volatile("griddepcontrol.launch_dependents;");
+#ifdef RTNQ_SWAP_TRACE
+  unsigned long long stamp[6] = {};
+  RTNQ_SWAP_STAMP(stamp[0]);
+#endif
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, t = lane & 3;
@@ -294,11 +333,17 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
     for (int i = 0; i < kTT; ++i)
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[q][i][e] = 0.f;
+  // Deferred scales: this group's unscaled partial sums; a group's first wgmma overwrites them (scale-d clear).
+  float pacc[kQ][kTT][4];  // (never touched, so no registers, where deferred scales are off)
+  bool fresh = true;  // the next stage starts a group (or this block's segment)
 
 #pragma unroll
   for (int s = 0; s < kAhead; ++s)
     if (s < n_iters) issue_w(s);
   asm volatile("griddepcontrol.wait;" ::: "memory");
+#ifdef RTNQ_SWAP_TRACE
+  RTNQ_SWAP_STAMP(stamp[1]);
+#endif
 #pragma unroll
   for (int s = 0; s < kAhead; ++s) {
     if (s < n_iters) issue_a(s);
@@ -329,11 +374,13 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
     const uint4* s_s = reinterpret_cast<const uint4*>(base + Sz::kWBytes + Sz::kABytes);
     // Unit u's A fragments (this warp's slices wg * kQ + q of its strip): word wg * kQ + q dequantized, scaled,
     // and put in A-fragment order {b0, b2, b1, b3} (see the top of this file).
-    auto a_frags = [&](int u, uint32_t (&af)[kQ][4]) {
+    // scale (a constant at every call): scale the weights here, or leave them as integers (deferred scales).
+    auto a_frags = [&](int u, uint32_t (&af)[kQ][4], bool scale) {
       uint4 wq[kLaneU4];
 #pragma unroll
       for (int c = 0; c < kLaneU4; ++c) wq[c] = w_s[(u * 32 + lane) * kLaneU4 + c];
-      const uint4 s4 = s_s[((u >> p.unit_shift) * kSwapCols + wstrip * 64 + g * 8) / 8];
+      uint4 s4 = make_uint4(0, 0, 0, 0);
+      if (scale) s4 = s_s[((u >> p.unit_shift) * kSwapCols + wstrip * 64 + g * 8) / 8];
       const uint32_t s_all[4] = {s4.x, s4.y, s4.z, s4.w};
       const uint32_t* w_all = reinterpret_cast<const uint32_t*>(wq);
       // This warpgroup's slices (selects, not a run-time index into registers, which would go to local memory).
@@ -350,7 +397,8 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
 #pragma unroll
       for (int q = 0; q < kQ; ++q) {
         uint32_t b[4];
-        dequant_slice_scaled<BITS, T>(words, q, s_words[q], b);
+        if (scale) dequant_slice_scaled<BITS, T>(words, q, s_words[q], b);
+        else dequant_slice<BITS, T>(words, q, b);
         af[q][0] = b[0];
         af[q][1] = b[2];
         af[q][2] = b[1];
@@ -364,21 +412,57 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
       // With k-split warpgroups (kKG = 2) warpgroup wg takes units wg and wg + 2 of the stage.
       const uint64_t desc0 = wgmma_desc_k128(a_s);
       uint32_t afb[2][kQ][4];
+      auto stage_mma = [&](bool defer) {  // a constant at every call
 #pragma unroll
-      for (int uu = 0; uu < kSwapK / 16 / kKG; ++uu) {
-        const int u = kKG == 1 ? uu : uu * kKG + wg;
-        if (uu >= 2) wgmma_wait<1>();  // the group of unit u - 2 used this buffer
-        a_frags(u, afb[uu & 1]);
-        // No other instruction touches the accumulators between the chained wgmmas: any use of them while a
-        // group is pending makes ptxas insert a full wait there (warning C7517), which serialises the pipeline.
-        wgmma_fence();
+        for (int uu = 0; uu < kSwapK / 16 / kKG; ++uu) {
+          const int u = kKG == 1 ? uu : uu * kKG + wg;
+          if (uu >= 2) wgmma_wait<1>();  // the group of unit u - 2 used this buffer
+          a_frags(u, afb[uu & 1], !defer);
+          // No other instruction touches the accumulators between the chained wgmmas: any use of them while a
+          // group is pending makes ptxas insert a full wait there (warning C7517), which serialises the pipeline.
+          wgmma_fence();
 #pragma unroll
-        for (int q = 0; q < kQ; ++q) Wgmma<T, NT>::run(acc[q], afb[uu & 1][q], desc0 + 2 * u);
-        wgmma_commit();
+          for (int q = 0; q < kQ; ++q) {
+            if (defer) Wgmma<T, NT>::run(pacc[q], afb[uu & 1][q], desc0 + 2 * u, uu == 0 && fresh ? 0 : 1);
+            else Wgmma<T, NT>::run(acc[q], afb[uu & 1][q], desc0 + 2 * u);
+          }
+          wgmma_commit();
+        }
+        wgmma_wait<0>();  // this stage's activation tile is refilled right after the next barrier
+#pragma unroll
+        for (int q = 0; q < kQ; ++q) {
+          if (defer) wgmma_pin(pacc[q]);
+          else wgmma_pin(acc[q]);
+        }
+      };
+      if constexpr (kDeferOk) {
+        if (spg > 0) {
+          stage_mma(true);
+          // Scale the group's partial sums into the accumulators at the end of the group, of the tile's k range,
+          // or of this block's segment. Lane (g, t) holds rows (columns) g and g + 8 of slice q: the low and high
+          // half of the stage's scale word q (its one scale row; see a_frags).
+          fresh = (cur.kb + 1) % spg == 0 || cur.kb + 1 == KB || it == n_iters - 1;
+          if (fresh) {
+            const uint4 s4 = s_s[(wstrip * 64 + g * 8) / 8];
+            const uint32_t s_all[4] = {s4.x, s4.y, s4.z, s4.w};
+#pragma unroll
+            for (int q = 0; q < kQ; ++q) {
+              const float lo = Tr::low_f32(s_all[q]), hi = Tr::high_f32(s_all[q]);
+#pragma unroll
+              for (int i = 0; i < kTT; ++i) {
+                acc[q][i][0] = fmaf(pacc[q][i][0], lo, acc[q][i][0]);
+                acc[q][i][1] = fmaf(pacc[q][i][1], lo, acc[q][i][1]);
+                acc[q][i][2] = fmaf(pacc[q][i][2], hi, acc[q][i][2]);
+                acc[q][i][3] = fmaf(pacc[q][i][3], hi, acc[q][i][3]);
+              }
+            }
+          }
+        } else {
+          stage_mma(false);
+        }
+      } else {
+        stage_mma(false);
       }
-      wgmma_wait<0>();  // this stage's activation tile is refilled right after the next barrier
-#pragma unroll
-      for (int q = 0; q < kQ; ++q) wgmma_pin(acc[q]);
     } else if (active) {
 #pragma unroll
       for (int u = 0; u < kSwapK / 16; ++u) {
@@ -397,7 +481,7 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
           bfr[2 * i2 + 1][1] = r[3];
         }
         uint32_t af[kQ][4];
-        a_frags(u, af);
+        a_frags(u, af, true);
 #pragma unroll
         for (int q = 0; q < kQ; ++q)
 #pragma unroll
@@ -410,10 +494,13 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
     advance(cur);
     const bool tile_done = cur.kb == 0;
     if (!tile_done && it != n_iters - 1) continue;
+#ifdef RTNQ_SWAP_TRACE
+    RTNQ_SWAP_STAMP(stamp[2]);
+#endif
     if constexpr (Sz::kClusterOk) {
       // Cluster split-k: this block's only segment is done (every block gets here once).
       if (MODE == kSwapWgK2 || p.csplit > 1) {
-        cluster_reduce_store<NT, kThreads, kQ, kKG>(acc, smem, p, c_g, cg, m0, wstrip, wg, g, t, tid);
+        cluster_reduce_store<NT, kThreads, kQ, kKG>(acc, smem, p, c_g, cg, m0, wstrip, wg, g, t, tid RTNQ_SWAP_TRACE_ARG);
         break;
       }
     }
@@ -467,6 +554,9 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
       __syncthreads();
       const bool last = s_is_last;
       __syncthreads();  // s_is_last is reused by the next tile
+#ifdef RTNQ_SWAP_TRACE
+      RTNQ_SWAP_STAMP(stamp[3]);
+#endif
       if (!last) continue;
       // The last block of the tile: every warp reads back the finished sums of its own fragment positions, a
       // slice at a time (its loads independent: one L2 round trip per slice, not one per element), and clears
@@ -498,6 +588,9 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
       }
       if (tid == 0) *counter = 0;
     }
+#ifdef RTNQ_SWAP_TRACE
+    RTNQ_SWAP_STAMP(stamp[4]);
+#endif
     // The whole tile's sums are in this block's registers: store C, clear the accumulators (pair by pair, as they
     // are stored: clearing them after the loop cost the 128-token instances 20 more registers).
     if (active) {
@@ -517,6 +610,18 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
     }
   }
   cp_async_wait<0>();  // nothing may be in flight into shared memory when the block exits
+#ifdef RTNQ_SWAP_TRACE
+  RTNQ_SWAP_STAMP(stamp[5]);
+  if (tid == 0 && p.trace != nullptr) {
+    unsigned smid;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(smid));
+    unsigned long long* r = p.trace + 1 + atomicAdd(p.trace, 1ull) * kSwapTraceWords;
+    r[0] = reinterpret_cast<unsigned long long>(p.w);
+    r[1] = blockIdx.x | (static_cast<unsigned long long>(smid) << 32);
+    r[2] = unsigned(p.csplit);
+    for (int i = 0; i < 6; ++i) r[3 + i] = stamp[i];
+  }
+#endif
 }
 
 template <int BITS, typename T, int NT, int MODE>

@@ -24,6 +24,9 @@ RTNQ_SWAP_INSTANCES_FOR(extern, __nv_bfloat16)
 
 namespace {
 thread_local std::string t_error;
+#ifdef RTNQ_SWAP_TRACE
+unsigned long long* g_swap_trace = nullptr;
+#endif
 }
 
 cudaError_t fail(cudaError_t code, std::string message) {
@@ -212,6 +215,11 @@ cudaError_t dispatch_swap_as(const GemmParams& base, int64_t m, size_t ws_bytes,
   // below 64; 64 and up divide or equal the stage's k range).
   p.scale_rows = base.group >= 64 ? 1 : kSwapK / base.group;
   p.unit_shift = base.group >= 64 ? 2 : (base.group == 32 ? 1 : 0);
+  // Deferred scales need whole stages per group; the kernel uses them only at 16 tokens with wgmma.
+  p.group_stages = opt.swap_defer_scales && base.group >= 64 ? base.group / kSwapK : 0;
+#ifdef RTNQ_SWAP_TRACE
+  p.trace = g_swap_trace;
+#endif
   const int64_t total = tiles * p.kbs;
   if (total > INT32_MAX)
     return fail(cudaErrorInvalidValue, "gemm_quant: m = " + std::to_string(m) + " is too large");
@@ -287,6 +295,10 @@ cudaError_t with_weight_type(const RepackedWeight& w, F&& f) {
 }  // namespace detail
 
 const char* gemm_error_message() { return detail::t_error.c_str(); }
+
+#ifdef RTNQ_SWAP_TRACE
+void set_swap_trace(unsigned long long* buffer) { detail::g_swap_trace = buffer; }
+#endif
 
 size_t gemm_workspace_bytes(int64_t max_m, int64_t max_n) {
   // Counters: one per tile of the tiled kernel (16 x 128), which covers the swapped-operand kernel's tiles (16+

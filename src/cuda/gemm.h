@@ -75,6 +75,10 @@ struct GemmOptions {
   int swap_cluster = 0;
   // Swapped-operand kernel: warpgroup MMAs (wgmma, sm_90a) instead of mma.sync.
   bool swap_wgmma = true;
+  // Swapped-operand kernel, INT4, 16-token tiles with wgmma, groups of 64 and up: multiply the integer weights and
+  // apply the scales per group in fp32 after the MMA (fewer dequantization instructions); false scales each weight
+  // before the MMA, as every other path does.
+  bool swap_defer_scales = true;
   // Decode kernel: each warp streams at least this many 2 KB weight batches (0 = as many warps as the card
   // holds at once, however little each gets). Fewer, longer streams mean fewer split-k hand-offs.
   int decode_min_batches = 0;
@@ -120,5 +124,12 @@ cudaError_t gemm_auto_cached(const void* a, const RepackedWeight& w, const void*
 
 // Why the last call on this thread returned an error (empty after a success).
 const char* gemm_error_message();
+
+#ifdef RTNQ_SWAP_TRACE
+// Diagnostic builds only: every later swapped-operand launch appends per-block timestamps to `buffer` (see
+// gemm-swap-kernel.cuh; nullptr stops). bench-gemm --trace reads them.
+void set_swap_trace(unsigned long long* buffer);
+inline constexpr int kSwapTraceWords = 9;  // per block record (the buffer starts with the record count)
+#endif
 
 }  // namespace rtnq::cuda

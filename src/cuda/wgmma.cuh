@@ -38,41 +38,44 @@ struct Wgmma;
 
 // Wgmma<TYPE, N>::run for one activation type (PTX_TYPE its PTX name); OPERANDS names the registers in the
 // instruction (N/2 accumulators, 4 A registers, the descriptor); the variadic tail is the accumulator operand list.
-// scale-d is the predicate p (always set: accumulate), A and B are not negated, B is K-major (not transposed).
-#define RTNQ_WGMMA_RS(TYPE, PTX_TYPE, N, OPERANDS, ...)                                                          \
+// scale-d is the predicate p: set by `accumulate` (D += A B), clear for D = A B (the deferred-scale partial sums
+// start each group that way instead of being zeroed); ACC names that operand. A and B are not negated, B is K-major
+// (not transposed).
+#define RTNQ_WGMMA_RS(TYPE, PTX_TYPE, N, OPERANDS, ACC, ...)                                                      \
   template <>                                                                                                   \
   struct Wgmma<TYPE, N> {                                                                                       \
-    static __device__ __forceinline__ void run(float (&d)[N / 8][4], const uint32_t (&a)[4], uint64_t desc) {  \
+    static __device__ __forceinline__ void run(float (&d)[N / 8][4], const uint32_t (&a)[4], uint64_t desc,     \
+                                               int accumulate = 1) {                                            \
       asm volatile(                                                                                             \
-          "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"                                                            \
+          "{\n.reg .pred p;\nsetp.ne.b32 p, " ACC ", 0;\n"                                                     \
           "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." PTX_TYPE "." PTX_TYPE " " OPERANDS                 \
           ", p, 1, 1, 0;\n}\n"                                                                                  \
           : __VA_ARGS__                                                                                         \
-          : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc));                                             \
+          : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate));                            \
     }                                                                                                           \
   };
-#define RTNQ_WGMMA_RS_BOTH(N, OPERANDS, ...)                   \
-  RTNQ_WGMMA_RS(half, "f16", N, OPERANDS, __VA_ARGS__)         \
-  RTNQ_WGMMA_RS(__nv_bfloat16, "bf16", N, OPERANDS, __VA_ARGS__)
+#define RTNQ_WGMMA_RS_BOTH(N, OPERANDS, ACC, ...)                   \
+  RTNQ_WGMMA_RS(half, "f16", N, OPERANDS, ACC, __VA_ARGS__)         \
+  RTNQ_WGMMA_RS(__nv_bfloat16, "bf16", N, OPERANDS, ACC, __VA_ARGS__)
 // The four accumulators of 8-token tile i.
 #define RTNQ_WGMMA_D8(i) "+f"(d[i][0]), "+f"(d[i][1]), "+f"(d[i][2]), "+f"(d[i][3])
 
 RTNQ_WGMMA_RS_BOTH(16,
-                   "{%0,%1,%2,%3,%4,%5,%6,%7}, {%8,%9,%10,%11}, %12",
+                   "{%0,%1,%2,%3,%4,%5,%6,%7}, {%8,%9,%10,%11}, %12", "%13",
                    RTNQ_WGMMA_D8(0), RTNQ_WGMMA_D8(1))
 RTNQ_WGMMA_RS_BOTH(32,
-                   "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, {%16,%17,%18,%19}, %20",
+                   "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, {%16,%17,%18,%19}, %20", "%21",
                    RTNQ_WGMMA_D8(0), RTNQ_WGMMA_D8(1), RTNQ_WGMMA_D8(2), RTNQ_WGMMA_D8(3))
 RTNQ_WGMMA_RS_BOTH(64,
                    "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
-                   "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36",
+                   "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36", "%37",
                    RTNQ_WGMMA_D8(0), RTNQ_WGMMA_D8(1), RTNQ_WGMMA_D8(2), RTNQ_WGMMA_D8(3),
                    RTNQ_WGMMA_D8(4), RTNQ_WGMMA_D8(5), RTNQ_WGMMA_D8(6), RTNQ_WGMMA_D8(7))
 RTNQ_WGMMA_RS_BOTH(128,
                    "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
                    "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"
                    "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"
-                   "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, {%64,%65,%66,%67}, %68",
+                   "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, {%64,%65,%66,%67}, %68", "%69",
                    RTNQ_WGMMA_D8(0), RTNQ_WGMMA_D8(1), RTNQ_WGMMA_D8(2), RTNQ_WGMMA_D8(3),
                    RTNQ_WGMMA_D8(4), RTNQ_WGMMA_D8(5), RTNQ_WGMMA_D8(6), RTNQ_WGMMA_D8(7),
                    RTNQ_WGMMA_D8(8), RTNQ_WGMMA_D8(9), RTNQ_WGMMA_D8(10), RTNQ_WGMMA_D8(11),

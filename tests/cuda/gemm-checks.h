@@ -218,7 +218,7 @@ inline CheckResult check_repack(Context& ctx, int64_t n, int64_t k, int bits, in
 
 enum class Path {
   kQuant, kQuantNoSplit, kQuantTile16, kQuantTile64, kQuantTiled, kDecode, kDecodeLong, kSwap16, kSwap32, kSwap64, kSwap128, kSwapMma,
-  kSwapStreamK, kSwapCluster2, kSwapCluster5, kSwapCluster16, kSwap16Cluster4, kDense, kDequant, kAutoCached
+  kSwapStreamK, kSwapCluster2, kSwapCluster5, kSwapCluster16, kSwap16Cluster4, kSwap16Scaled, kDense, kDequant, kAutoCached
 };
 inline const char* path_label(Path p) {
   switch (p) {
@@ -239,6 +239,7 @@ inline const char* path_label(Path p) {
     case Path::kSwapCluster5: return "swap-cluster5";
     case Path::kSwapCluster16: return "swap-cluster16";
     case Path::kSwap16Cluster4: return "swap16-cluster4";
+    case Path::kSwap16Scaled: return "swap16-scaled";
     case Path::kDense: return "dense";
     case Path::kDequant: return "dequant";
     case Path::kAutoCached: return "auto-cached";
@@ -263,6 +264,7 @@ inline GemmOptions forced_swap_options(Path path) {
     case Path::kSwapCluster5: o.swap_cluster = 5; break;
     case Path::kSwapCluster16: o.swap_cluster = 16; break;
     case Path::kSwap16Cluster4: o.swap_tokens = 16, o.swap_cluster = 4; break;
+    case Path::kSwap16Scaled: o.swap_tokens = 16, o.swap_defer_scales = false; break;
     default: break;
   }
   return o;
@@ -364,6 +366,7 @@ inline CheckResult check_gemm(Context& ctx, const GemmCase& g, double* err_out =
       case Path::kSwapCluster5:
       case Path::kSwapCluster16:
       case Path::kSwap16Cluster4:
+      case Path::kSwap16Scaled:
         RTNQ_CHECK_CUDA_OR_FAIL(gemm_quant(d_a.ptr, w, d_c.ptr, g.m, ctx.ws, ctx.stream, forced_swap_options(g.path)),
                                 label);
         break;
@@ -475,6 +478,13 @@ inline std::vector<GemmCase> gemm_cases() {
       cases.push_back({31, 576, 3072, bits, 64, act, Path::kSwapCluster16});
       for (int64_t m : {17, 40}) cases.push_back({m, 1000, 1536, bits, 32, act, Path::kSwap16Cluster4});
       cases.push_back({33, 4096, 4096, bits, 128, act, Path::kSwapMma});
+      // INT4 16-token tiles scale per group after the MMA (groups of 64 and up): groups of 4 stages (folded at
+      // group ends inside a block's k range, and at stream-K stripe ends inside a group), and the per-weight
+      // scaling they replace, forced (INT8 always scales per weight).
+      for (int64_t m : {1, 9}) cases.push_back({m, 4096, 4096, bits, 256, act, Path::kQuant});
+      cases.push_back({5, 4096, 4096, bits, 256, act, Path::kSwapStreamK});
+      for (int64_t m : {1, 16}) cases.push_back({m, 4096, 14336, bits, 128, act, Path::kSwap16Scaled});
+      cases.push_back({3, 576, 1536, bits, -1, act, Path::kSwap16Scaled});
       cases.push_back({300, 1536, 576, bits, 128, act, Path::kDense});
       cases.push_back({1025, 576, 1536, bits, 64, act, Path::kDense});
       cases.push_back({0, 576, 1536, bits, 64, act, Path::kDequant});
