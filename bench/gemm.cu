@@ -275,7 +275,8 @@ int trace_calls(int64_t k, int64_t n, int64_t m, int nt, int cluster) {
               (long long)k, (long long)n, (long long)m, nt, cluster, copies, count);
   std::printf("| call | blocks | SMs | csplit | first start | first wait release | last wait release | last hand-off | end "
               "| start-wait | wait-hand-off | hand-off-handed on | handed on-stored | stored-end | cluster barrier after "
-              "its last arrival |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+              "its last arrival | wait-stage 0 ready | stage 0-1 | stage 1-2 | stage 2-3 |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   double prev_end = 0, first_end = 0, last_end = 0;
   for (int i = 0; i < copies; ++i) {
     const auto& bl = calls[i];
@@ -283,7 +284,7 @@ int trace_calls(int64_t k, int64_t n, int64_t m, int nt, int cluster) {
     unsigned long long lo[6], hi[6];
     std::fill(lo, lo + 6, ~0ull);
     std::fill(hi, hi + 6, 0ull);
-    std::vector<double> d[5], barrier;
+    std::vector<double> d[5], barrier, sd[4];
     std::vector<unsigned> sms;
     const int csplit = int(bl[0][2]);
     std::vector<unsigned long long> cluster_last;  // per cluster: its last block's hand-off
@@ -297,6 +298,11 @@ int trace_calls(int64_t k, int64_t n, int64_t m, int nt, int cluster) {
             break;
           }
       sms.push_back(unsigned(b[1] >> 32));
+      // Stage readiness: the first from the wait release, then from stage to stage.
+      for (int j = 0; j < 4; ++j) {
+        const unsigned long long from = j == 0 ? st(b, 1) : b[9 + j - 1], to = b[9 + j];
+        if (from != 0 && to != 0) sd[j].push_back((double(to) - double(from)) / 1e3);
+      }
       if (csplit > 1) {
         const size_t cl = size_t(unsigned(b[1]) / unsigned(csplit));
         if (cluster_last.size() <= cl) cluster_last.resize(cl + 1, 0);
@@ -310,9 +316,11 @@ int trace_calls(int64_t k, int64_t n, int64_t m, int nt, int cluster) {
     const size_t n_sm = size_t(std::unique(sms.begin(), sms.end()) - sms.begin());
     const double base = i == 0 ? double(lo[0]) : prev_end;
     auto rel = [&](unsigned long long v) { return (double(v) - base) / 1e3; };
-    std::printf("| %d | %zu | %zu | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", i,
-                bl.size(), n_sm, csplit, rel(lo[0]), rel(lo[1]), rel(hi[1]), rel(hi[2]), rel(hi[5]), median(d[0]),
-                median(d[1]), median(d[2]), median(d[3]), median(d[4]), median(barrier));
+    std::printf("| %d | %zu | %zu | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | "
+                "%.2f | %.2f | %.2f |\n",
+                i, bl.size(), n_sm, csplit, rel(lo[0]), rel(lo[1]), rel(hi[1]), rel(hi[2]), rel(hi[5]), median(d[0]),
+                median(d[1]), median(d[2]), median(d[3]), median(d[4]), median(barrier), median(sd[0]), median(sd[1]),
+                median(sd[2]), median(sd[3]));
     prev_end = double(hi[5]);
     if (i == 0) first_end = prev_end;
     last_end = prev_end;

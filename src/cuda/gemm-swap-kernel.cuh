@@ -97,7 +97,8 @@ struct SwapParams {
 // Diagnostic builds only (-DRTNQ_SWAP_TRACE; bench-gemm --trace): where a call's time goes. Thread 0 of every block
 // appends kSwapTraceWords (gemm.h) words: {weights pointer (names the call), block | SM << 32, csplit, then
 // %globaltimer at start, after griddepcontrol.wait, at the hand-off, once the partial sums are handed on (cluster:
-// parked and past the first cluster barrier; stream-K: added, fenced and counted), once C is stored, at the end}.
+// parked and past the first cluster barrier; stream-K: added, fenced and counted), once C is stored, at the end,
+// then when each of the first four stages is ready (its loads arrived, past the block barrier)}.
 #define RTNQ_SWAP_STAMP(v) asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(v)::"memory")
 #define RTNQ_SWAP_TRACE_PARAM , unsigned long long* stamp
 #define RTNQ_SWAP_TRACE_ARG , stamp
@@ -239,7 +240,7 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
 
   asm volatile("griddepcontrol.launch_dependents;");
 #ifdef RTNQ_SWAP_TRACE
-  unsigned long long stamp[6] = {};
+  unsigned long long stamp[6] = {}, stage_stamp[4] = {};
   RTNQ_SWAP_STAMP(stamp[0]);
 #endif
 
@@ -357,6 +358,9 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
   for (int it = 0; it < n_iters; ++it) {
     cp_async_wait<kAhead - 1>();
     __syncthreads();  // stage `it` is visible; everyone is done with the stage refilled next
+#ifdef RTNQ_SWAP_TRACE
+    if (it < 4) RTNQ_SWAP_STAMP(stage_stamp[it]);
+#endif
     if (it + kAhead < n_iters) {
       issue_w(ld_stage);
       issue_a(ld_stage);
@@ -620,6 +624,7 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
     r[1] = blockIdx.x | (static_cast<unsigned long long>(smid) << 32);
     r[2] = unsigned(p.csplit);
     for (int i = 0; i < 6; ++i) r[3 + i] = stamp[i];
+    for (int i = 0; i < 4; ++i) r[9 + i] = stage_stamp[i];
   }
 #endif
 }
