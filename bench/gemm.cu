@@ -268,15 +268,22 @@ int trace_calls(int64_t k, int64_t n, int64_t m, int nt, int cluster) {
     std::sort(v.begin(), v.end());
     return v.empty() ? std::nan("") : v[v.size() / 2];
   };
+  // Means for the stage columns: the timer steps 0.256 us, so only an average over blocks resolves them.
+  auto mean = [](const std::vector<double>& v) {
+    double sum = 0;
+    for (double x : v) sum += x;
+    return v.empty() ? std::nan("") : sum / double(v.size());
+  };
   // Stamp j of record b (0 start, 1 wait released, 2 hand-off, 3 handed on, 4 C stored, 5 end); 0 = not reached.
   auto st = [](const unsigned long long* b, int j) { return b[3 + j]; };
   std::printf("trace k=%lld n=%lld m=%lld nt=%d cluster=%d: %d calls, %llu block records (us; times from the end of "
-              "the call before; per block: medians)\n",
+              "the call before; per block: medians, stage columns: means)\n",
               (long long)k, (long long)n, (long long)m, nt, cluster, copies, count);
   std::printf("| call | blocks | SMs | csplit | first start | first wait release | last wait release | last hand-off | end "
               "| start-wait | wait-hand-off | hand-off-handed on | handed on-stored | stored-end | cluster barrier after "
-              "its last arrival | wait-stage 0 ready | stage 0-1 | stage 1-2 | stage 2-3 |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+              "its last arrival | wait-stage 0 ready | stage 0-1 | stage 1-2 | stage 2-3 | stage 1: ready-unit 0 dequantized | "
+              "-all issued | -drained |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+              "---|\n");
   double prev_end = 0, first_end = 0, last_end = 0;
   for (int i = 0; i < copies; ++i) {
     const auto& bl = calls[i];
@@ -284,7 +291,7 @@ int trace_calls(int64_t k, int64_t n, int64_t m, int nt, int cluster) {
     unsigned long long lo[6], hi[6];
     std::fill(lo, lo + 6, ~0ull);
     std::fill(hi, hi + 6, 0ull);
-    std::vector<double> d[5], barrier, sd[4];
+    std::vector<double> d[5], barrier, sd[4], ud[3];
     std::vector<unsigned> sms;
     const int csplit = int(bl[0][2]);
     std::vector<unsigned long long> cluster_last;  // per cluster: its last block's hand-off
@@ -303,6 +310,8 @@ int trace_calls(int64_t k, int64_t n, int64_t m, int nt, int cluster) {
         const unsigned long long from = j == 0 ? st(b, 1) : b[9 + j - 1], to = b[9 + j];
         if (from != 0 && to != 0) sd[j].push_back((double(to) - double(from)) / 1e3);
       }
+      for (int j = 0; j < 3; ++j)  // inside stage 1, from its ready stamp
+        if (b[10] != 0 && b[13 + j] != 0) ud[j].push_back((double(b[13 + j]) - double(b[10])) / 1e3);
       if (csplit > 1) {
         const size_t cl = size_t(unsigned(b[1]) / unsigned(csplit));
         if (cluster_last.size() <= cl) cluster_last.resize(cl + 1, 0);
@@ -317,10 +326,10 @@ int trace_calls(int64_t k, int64_t n, int64_t m, int nt, int cluster) {
     const double base = i == 0 ? double(lo[0]) : prev_end;
     auto rel = [&](unsigned long long v) { return (double(v) - base) / 1e3; };
     std::printf("| %d | %zu | %zu | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | "
-                "%.2f | %.2f | %.2f |\n",
+                "%.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n",
                 i, bl.size(), n_sm, csplit, rel(lo[0]), rel(lo[1]), rel(hi[1]), rel(hi[2]), rel(hi[5]), median(d[0]),
-                median(d[1]), median(d[2]), median(d[3]), median(d[4]), median(barrier), median(sd[0]), median(sd[1]),
-                median(sd[2]), median(sd[3]));
+                median(d[1]), median(d[2]), median(d[3]), median(d[4]), median(barrier), mean(sd[0]), mean(sd[1]),
+                mean(sd[2]), mean(sd[3]), mean(ud[0]), mean(ud[1]), mean(ud[2]));
     prev_end = double(hi[5]);
     if (i == 0) first_end = prev_end;
     last_end = prev_end;

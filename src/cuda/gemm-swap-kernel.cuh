@@ -98,7 +98,8 @@ struct SwapParams {
 // appends kSwapTraceWords (gemm.h) words: {weights pointer (names the call), block | SM << 32, csplit, then
 // %globaltimer at start, after griddepcontrol.wait, at the hand-off, once the partial sums are handed on (cluster:
 // parked and past the first cluster barrier; stream-K: added, fenced and counted), once C is stored, at the end,
-// then when each of the first four stages is ready (its loads arrived, past the block barrier)}.
+// then when each of the first four stages is ready (its loads arrived, past the block barrier), then in stage 1 (wgmma
+// kernels): unit 0 dequantized, every unit's wgmma issued, the wgmmas drained}.
 #define RTNQ_SWAP_STAMP(v) asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(v)::"memory")
 #define RTNQ_SWAP_TRACE_PARAM , unsigned long long* stamp
 #define RTNQ_SWAP_TRACE_ARG , stamp
@@ -240,7 +241,7 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
 
   asm volatile("griddepcontrol.launch_dependents;");
 #ifdef RTNQ_SWAP_TRACE
-  unsigned long long stamp[6] = {}, stage_stamp[4] = {};
+  unsigned long long stamp[6] = {}, stage_stamp[4] = {}, unit_stamp[3] = {};
   RTNQ_SWAP_STAMP(stamp[0]);
 #endif
 
@@ -422,6 +423,9 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
           const int u = kKG == 1 ? uu : uu * kKG + wg;
           if (uu >= 2) wgmma_wait<1>();  // the group of unit u - 2 used this buffer
           a_frags(u, afb[uu & 1], !defer);
+#ifdef RTNQ_SWAP_TRACE
+          if (it == 1 && uu == 0) RTNQ_SWAP_STAMP(unit_stamp[0]);
+#endif
           // No other instruction touches the accumulators between the chained wgmmas: any use of them while a
           // group is pending makes ptxas insert a full wait there (warning C7517), which serialises the pipeline.
           wgmma_fence();
@@ -432,7 +436,13 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
           }
           wgmma_commit();
         }
+#ifdef RTNQ_SWAP_TRACE
+        if (it == 1) RTNQ_SWAP_STAMP(unit_stamp[1]);
+#endif
         wgmma_wait<0>();  // this stage's activation tile is refilled right after the next barrier
+#ifdef RTNQ_SWAP_TRACE
+        if (it == 1) RTNQ_SWAP_STAMP(unit_stamp[2]);
+#endif
 #pragma unroll
         for (int q = 0; q < kQ; ++q) {
           if (defer) wgmma_pin(pacc[q]);
@@ -625,6 +635,7 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
     r[2] = unsigned(p.csplit);
     for (int i = 0; i < 6; ++i) r[3 + i] = stamp[i];
     for (int i = 0; i < 4; ++i) r[9 + i] = stage_stamp[i];
+    for (int i = 0; i < 3; ++i) r[13 + i] = unit_stamp[i];
   }
 #endif
 }

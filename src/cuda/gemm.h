@@ -129,7 +129,7 @@ const char* gemm_error_message();
 // Diagnostic builds only: every later swapped-operand launch appends per-block timestamps to `buffer` (see
 // gemm-swap-kernel.cuh; nullptr stops). bench-gemm --trace reads them.
 void set_swap_trace(unsigned long long* buffer);
-inline constexpr int kSwapTraceWords = 13;  // per block record (the buffer starts with the record count)
+inline constexpr int kSwapTraceWords = 16;  // per block record (the buffer starts with the record count)
 #endif
 
 }  // namespace rtnq::cuda
