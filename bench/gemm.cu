@@ -191,21 +191,33 @@ std::string other_kernels(const Row& r) {
 bool g_hot = false;
 int copies_for(double bytes, double l2) { return g_hot ? 1 : int(std::clamp(3.0 * l2 / bytes + 1.0, 1.0, 64.0)); }
 
+// One INT4 shape for --one and --trace: `copies` weight copies, a workspace, random activations, and the options
+// (NT: swap_tokens, CLUSTER: swap_cluster; auto when 0).
+struct OneShape {
+  std::vector<rc::RepackedWeight> w;
+  rc::GemmWorkspace ws;
+  void* a = nullptr;
+  void* c = nullptr;
+  rc::GemmOptions o;
+};
+OneShape one_shape(int64_t k, int64_t n, int64_t m, int nt, int cluster, int copies) {
+  BENCH_CHECK(cudaStreamCreate(&g_stream));
+  OneShape s;
+  s.w = make_weights(n, k, 4, copies, 11);
+  BENCH_CHECK(rc::gemm_workspace_alloc(m, n, &s.ws, g_stream));
+  BENCH_CHECK(cudaMalloc(&s.a, size_t(m * k * 2)));
+  BENCH_CHECK(cudaMalloc(&s.c, size_t(m * n * 2)));
+  fill_random(s.a, size_t(m * k), DType::kBF16, 14);
+  s.o.swap_tokens = nt;
+  s.o.swap_cluster = cluster;
+  if (nt != 0) s.o.kernel = rc::GemmOptions::Kernel::kSwap;
+  return s;
+}
+
 // Three eager calls of the fused INT4 kernel on one shape (a profiler's target: nothing else runs).
 int profile_one(int64_t k, int64_t n, int64_t m, int nt, int cluster) {
-  BENCH_CHECK(cudaStreamCreate(&g_stream));
-  auto w = make_weights(n, k, 4, 1, 11);
-  rc::GemmWorkspace ws;
-  BENCH_CHECK(rc::gemm_workspace_alloc(m, n, &ws, g_stream));
-  void *a, *c;
-  BENCH_CHECK(cudaMalloc(&a, size_t(m * k * 2)));
-  BENCH_CHECK(cudaMalloc(&c, size_t(m * n * 2)));
-  fill_random(a, size_t(m * k), DType::kBF16, 14);
-  rc::GemmOptions o;
-  o.swap_tokens = nt;
-  o.swap_cluster = cluster;
-  if (nt != 0) o.kernel = rc::GemmOptions::Kernel::kSwap;
-  for (int i = 0; i < 3; ++i) BENCH_CHECK(rc::gemm_quant(a, w[0], c, m, ws, g_stream, o));
+  OneShape s = one_shape(k, n, m, nt, cluster, 1);
+  for (int i = 0; i < 3; ++i) BENCH_CHECK(rc::gemm_quant(s.a, s.w[0], s.c, m, s.ws, g_stream, s.o));
   BENCH_CHECK(cudaStreamSynchronize(g_stream));
   std::printf("profile_one k=%lld n=%lld m=%lld: done\n", (long long)k, (long long)n, (long long)m);
   return 0;
@@ -213,35 +225,26 @@ int profile_one(int64_t k, int64_t n, int64_t m, int nt, int cluster) {
 
 #ifdef RTNQ_SWAP_TRACE
 // --trace: per call of one graph (the calls back to back, as time_graph runs them), from %globaltimer stamps of every
-// block, in us: when its first block started, how long until the kernel before it had finished (its last block's
-// end), the first and last release from griddepcontrol.wait, the last block's hand-off and end; then per block
-// (median): start -> wait released, -> hand-off, -> end.
+// block, in us: when its first block started, the first and last release from griddepcontrol.wait, the last block's
+// hand-off and end, all from the end of the call before (its last block's end); then per block the medians of
+// start -> wait released -> hand-off -> handed on -> stored -> end, the cluster barrier's completion after the
+// cluster's last arrival, and the means of the stage timings (see gemm-swap-kernel.cuh).
 int trace_calls(int64_t k, int64_t n, int64_t m, int nt, int cluster) {
-  BENCH_CHECK(cudaStreamCreate(&g_stream));
   cudaDeviceProp prop{};
   BENCH_CHECK(cudaGetDeviceProperties(&prop, 0));
   const int copies = std::max(8, copies_for(double(n) * k / 2, prop.l2CacheSize));
-  auto w = make_weights(n, k, 4, copies, 11);
-  rc::GemmWorkspace ws;
-  BENCH_CHECK(rc::gemm_workspace_alloc(m, n, &ws, g_stream));
-  void *a, *c;
-  BENCH_CHECK(cudaMalloc(&a, size_t(m * k * 2)));
-  BENCH_CHECK(cudaMalloc(&c, size_t(m * n * 2)));
-  fill_random(a, size_t(m * k), DType::kBF16, 14);
-  rc::GemmOptions o;
-  o.swap_tokens = nt;
-  o.swap_cluster = cluster;
-  o.kernel = rc::GemmOptions::Kernel::kSwap;
+  OneShape s = one_shape(k, n, m, nt, cluster, copies);
+  const auto& w = s.w;
   constexpr int kWords = rc::kSwapTraceWords;
   const size_t cap = size_t(copies) * 4096;
   unsigned long long* buf;
   BENCH_CHECK(cudaMalloc(&buf, (1 + cap * kWords) * 8));
-  for (int i = 0; i < copies; ++i) BENCH_CHECK(rc::gemm_quant(a, w[i], c, m, ws, g_stream, o));  // lazy init
+  for (int i = 0; i < copies; ++i) BENCH_CHECK(rc::gemm_quant(s.a, w[i], s.c, m, s.ws, g_stream, s.o));  // lazy init
   rc::set_swap_trace(buf);
   cudaGraph_t graph;
   cudaGraphExec_t exec;
   BENCH_CHECK(cudaStreamBeginCapture(g_stream, cudaStreamCaptureModeThreadLocal));
-  for (int i = 0; i < copies; ++i) BENCH_CHECK(rc::gemm_quant(a, w[i], c, m, ws, g_stream, o));
+  for (int i = 0; i < copies; ++i) BENCH_CHECK(rc::gemm_quant(s.a, w[i], s.c, m, s.ws, g_stream, s.o));
   BENCH_CHECK(cudaStreamEndCapture(g_stream, &graph));
   rc::set_swap_trace(nullptr);
   BENCH_CHECK(cudaGraphInstantiate(&exec, graph, 0));
@@ -362,21 +365,19 @@ int main(int argc, char** argv) {
         }
         q = *end == ',' ? end + 1 : end;
       }
-    } else if (std::strcmp(argv[i], "--one") == 0 && i + 1 < argc) {
+    } else if ((std::strcmp(argv[i], "--one") == 0 || std::strcmp(argv[i], "--trace") == 0) && i + 1 < argc) {
+      const std::string flag = argv[i];
       long long k = 0, n = 0, m = 0, nt = 0, cl = 0;
       if (std::sscanf(argv[++i], "%lld,%lld,%lld,%lld,%lld", &k, &n, &m, &nt, &cl) < 3 || k < 1 || n < 1 || m < 1) {
-        std::fprintf(stderr, "bench-gemm: --one wants K,N,M[,NT[,CLUSTER]]\n");
+        std::fprintf(stderr, "bench-gemm: %s wants K,N,M[,NT[,CLUSTER]]\n", flag.c_str());
         return 2;
       }
-      return profile_one(k, n, m, int(nt), int(cl));
+      if (flag == "--one") return profile_one(k, n, m, int(nt), int(cl));
 #ifdef RTNQ_SWAP_TRACE
-    } else if (std::strcmp(argv[i], "--trace") == 0 && i + 1 < argc) {
-      long long k = 0, n = 0, m = 0, nt = 0, cl = 0;
-      if (std::sscanf(argv[++i], "%lld,%lld,%lld,%lld,%lld", &k, &n, &m, &nt, &cl) < 3 || k < 1 || n < 1 || m < 1) {
-        std::fprintf(stderr, "bench-gemm: --trace wants K,N,M[,NT[,CLUSTER]]\n");
-        return 2;
-      }
       return trace_calls(k, n, m, int(nt), int(cl));
+#else
+      std::fprintf(stderr, "bench-gemm: --trace needs a build with -DRTNQ_SWAP_TRACE (scripts/gpu-check.sh --trace)\n");
+      return 2;
 #endif
     } else if (std::strcmp(argv[i], "--shapes") == 0 && i + 1 < argc) models_arg = "," + std::string(argv[++i]) + ",";
     else out_dir = argv[i];
