@@ -40,8 +40,9 @@
 // (exact in FP16 and BF16) into partial sums per group, which are scaled in fp32 and added to the accumulators at
 // the end of each group. That drops the HMUL2 per two weights from the dequantization - a quarter of its
 // instructions - for one FFMA per accumulator per group, and the scaled weights are no longer rounded to 16 bits.
-// H100, 8B layer: 1-2% faster at m <= 16 (docs/perf-notes.md); INT8 was slower with them (8B gate_up at m = 1
-// 45.4 vs 43.1 us), and at 32 tokens and up the second accumulator set does not fit the registers.
+// H100, 8B layer: about 1% faster at m = 4-16, no change at m = 1 (docs/perf-notes.md); INT8 was slower with them
+// (8B gate_up at m = 1 45.4 vs 43.1 us), and at 32 tokens and up the second accumulator set does not fit the
+// registers.
 // Pipeline: block-wide kStages-deep cp.async ring; weights with an L2 evict-first hint when each is read once.
 // The activation tile's XOR swizzle (chunk c of row r at c ^ (r & 7)) is the 128-byte swizzle that wgmma's
 // descriptor names, so ldmatrix and wgmma read the same tile. Programmatic dependent launch as in the decode
@@ -54,8 +55,10 @@
 #include <atomic>
 
 #include "cuda/gemm-kernel.cuh"
-#include "cuda/gemm.h"
 #include "cuda/wgmma.cuh"
+#ifdef RTNQ_SWAP_TRACE
+#include "cuda/gemm.h"  // kSwapTraceWords
+#endif
 
 namespace rtnq::cuda::detail {
 
