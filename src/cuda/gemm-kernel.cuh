@@ -66,6 +66,15 @@ struct TileSizes {
   static constexpr int kSmemBytes = kPipeBytes + kRedBytes;  // the ring keeps running during an epilogue
 };
 
+template <typename T2>
+__device__ __forceinline__ uint32_t as_u32(T2 v) {
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+template <typename T2>
+__device__ __forceinline__ T2 as_t2(uint32_t v) {
+  return *reinterpret_cast<T2*>(&v);
+}
+
 template <typename T>
 struct ActTraits;
 template <>
@@ -76,9 +85,8 @@ struct ActTraits<half> {
   static __device__ __forceinline__ half from_float(float v) { return __float2half_rn(v); }
   static __device__ __forceinline__ T2 low2(T2 v) { return __low2half2(v); }
   static __device__ __forceinline__ T2 high2(T2 v) { return __high2half2(v); }
-  static __device__ __forceinline__ float low_f32(uint32_t w) { return __low2float(as_half2(w)); }
-  static __device__ __forceinline__ float high_f32(uint32_t w) { return __high2float(as_half2(w)); }
-  static __device__ __forceinline__ half2 as_half2(uint32_t w) { return *reinterpret_cast<half2*>(&w); }
+  static __device__ __forceinline__ float low_f32(uint32_t w) { return __low2float(as_t2<half2>(w)); }
+  static __device__ __forceinline__ float high_f32(uint32_t w) { return __high2float(as_t2<half2>(w)); }
 };
 template <>
 struct ActTraits<__nv_bfloat16> {
@@ -93,14 +101,6 @@ struct ActTraits<__nv_bfloat16> {
   static __device__ __forceinline__ float high_f32(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
 };
 
-template <typename T2>
-__device__ __forceinline__ uint32_t as_u32(T2 v) {
-  return *reinterpret_cast<uint32_t*>(&v);
-}
-template <typename T2>
-__device__ __forceinline__ T2 as_t2(uint32_t v) {
-  return *reinterpret_cast<T2*>(&v);
-}
 
 __device__ __forceinline__ uint32_t lop3_and_or(uint32_t a, uint32_t b, uint32_t c) {
   uint32_t d;

@@ -382,13 +382,15 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
     const uint4* s_s = reinterpret_cast<const uint4*>(base + Sz::kWBytes + Sz::kABytes);
     // Unit u's A fragments (this warp's slices wg * kQ + q of its strip): word wg * kQ + q dequantized, scaled,
     // and put in A-fragment order {b0, b2, b1, b3} (see the top of this file).
+    // Scale row r of this stage, this lane's 8 scales: word q = slice q, low half column g, high half g + 8.
+    auto scale_row = [&](int r) { return s_s[(r * kSwapCols + wstrip * 64 + g * 8) / 8]; };
     // scale (a constant at every call): scale the weights here, or leave them as integers (deferred scales).
     auto a_frags = [&](int u, uint32_t (&af)[kQ][4], bool scale) {
       uint4 wq[kLaneU4];
 #pragma unroll
       for (int c = 0; c < kLaneU4; ++c) wq[c] = w_s[(u * 32 + lane) * kLaneU4 + c];
       uint4 s4 = make_uint4(0, 0, 0, 0);
-      if (scale) s4 = s_s[((u >> p.unit_shift) * kSwapCols + wstrip * 64 + g * 8) / 8];
+      if (scale) s4 = scale_row(u >> p.unit_shift);
       const uint32_t s_all[4] = {s4.x, s4.y, s4.z, s4.w};
       const uint32_t* w_all = reinterpret_cast<const uint32_t*>(wq);
       // This warpgroup's slices (selects, not a run-time index into registers, which would go to local memory).
@@ -452,15 +454,16 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
           else wgmma_pin(acc[q]);
         }
       };
+      // (if constexpr: elsewhere spg is a constant 0, and the front end warns about the % in a dead branch)
       if constexpr (kDeferOk) {
         if (spg > 0) {
           stage_mma(true);
-          // Scale the group's partial sums into the accumulators at the end of the group, of the tile's k range,
-          // or of this block's segment. Lane (g, t) holds rows (columns) g and g + 8 of slice q: the low and high
-          // half of the stage's scale word q (its one scale row; see a_frags).
+          // Scale the group's partial sums into the accumulators at the end of the group, of the tile's k range, or
+          // of this block's segment. Lane (g, t) holds rows (columns) g and g + 8 of slice q: the low and high half
+          // of the stage's scale word q (its one scale row; see a_frags).
           fresh = (cur.kb + 1) % spg == 0 || cur.kb + 1 == KB || it == n_iters - 1;
           if (fresh) {
-            const uint4 s4 = s_s[(wstrip * 64 + g * 8) / 8];
+            const uint4 s4 = scale_row(0);
             const uint32_t s_all[4] = {s4.x, s4.y, s4.z, s4.w};
 #pragma unroll
             for (int q = 0; q < kQ; ++q) {
@@ -517,7 +520,8 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
     if constexpr (Sz::kClusterOk) {
       // Cluster split-k: this block's only segment is done (every block gets here once).
       if (MODE == kSwapWgK2 || p.csplit > 1) {
-        cluster_reduce_store<NT, kThreads, kQ, kKG>(acc, smem, p, c_g, cg, m0, wstrip, wg, g, t, tid RTNQ_SWAP_TRACE_ARG);
+        cluster_reduce_store<NT, kThreads, kQ, kKG>(acc, smem, p, c_g, cg, m0, wstrip, wg, g, t,
+                                                    tid RTNQ_SWAP_TRACE_ARG);
         break;
       }
     }
