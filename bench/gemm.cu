@@ -422,11 +422,12 @@ int main(int argc, char** argv) {
   };
   std::vector<VariantRow> variant_rows;
   // Swapped-operand kernel variants (m = 1..256): k split forced (stream-K, cluster sizes), token tile forced,
-  // mma.sync, at least 4 k batches per block, no PDL, INT8, weights scaled before the MMA at 16 tokens (no
-  // deferred scales), next to the tiled kernel and cuBLAS BF16 (same run).
+  // mma.sync, at least 4 k batches per block, no PDL, clusters packed (not spread), INT8, weights scaled before
+  // the MMA up to 16 tokens (no deferred scales), next to the tiled kernel and cuBLAS BF16 (same run).
   const std::vector<std::string> swap_names = {"swap (auto)", "stream-K", "cluster 2", "cluster 4", "cluster 8", "cluster 16",
-                                               "mma.sync", "tokens 16", "tokens 32", "tokens 64", "tokens 128",
-                                               "min 4 batches/block", "no PDL", "tiled kernel", "INT8 swap",
+                                               "mma.sync", "tokens 8", "tokens 16", "tokens 32", "tokens 64",
+                                               "tokens 128", "min 4 batches/block", "no PDL", "clusters packed",
+                                               "tiled kernel", "INT8 swap",
                                                "INT8 stream-K", "scaled weights", "INT8 scaled weights", "cuBLAS BF16",
                                                "INT4 roofline"};
   std::vector<VariantRow> swap_rows;
@@ -495,7 +496,7 @@ int main(int argc, char** argv) {
           v.us.push_back(m <= 64 ? t(w4, c4, o) : std::nan(""));
         }
         v.us.push_back(t(w4, c4, mma));
-        for (int nt : {16, 32, 64, 128}) {
+        for (int nt : {8, 16, 32, 64, 128}) {
           rc::GemmOptions o;
           o.swap_tokens = nt;
           v.us.push_back(t(w4, c4, o));
@@ -506,6 +507,9 @@ int main(int argc, char** argv) {
         rc::GemmOptions nopdl, tiled;
         nopdl.pdl = false;
         v.us.push_back(t(w4, c4, nopdl));
+        rc::GemmOptions packed;
+        packed.swap_spread = false;
+        v.us.push_back(t(w4, c4, packed));
         tiled.m_tile_rows = m <= 16 ? 16 : 64;
         v.us.push_back(time_graph([&](int i) { BENCH_CHECK(rc::gemm_quant(a, w4[i], c, m, ws, g_stream, tiled)); }, c4));
         v.us.push_back(t(w8, c8, {}));

@@ -15,7 +15,9 @@
 //     a per-warp copy;
 //   - with wgmma (MODE != kSwapMma) each unit is 4 (slices) m64nNTk16 per warpgroup, asynchronous, the next
 //     unit's weights dequantized meanwhile; with mma.sync 4 x NT/8 m16n8k16 per warp, B fragments by ldmatrix.
-//     At NT = 128 two warpgroups split the slices (0-1, 2-3) of the same strips.
+//     At NT = 128 two warpgroups split the slices (0-1, 2-3) of the same strips. Up to 8 tokens (wgmma only) the
+//     tile has 8 rows: m64n8k16 moves the same 1024 weights per instruction as m64n16k16 for half the products
+//     (H100, 8B layer at m = 1-8: 2-4% faster than 16-token tiles; docs/perf-notes.md).
 //
 // A-fragment identity. For lane (g = lane / 4, t = lane % 4) and slice s, word s of the lane's unit dequantizes
 // (dequant_int4 / dequant_int8) into b[0..3] = the B registers of n8 tiles j = 0, 1 with (kh = 0, 1): b[2j + kh]
@@ -36,7 +38,7 @@
 //     the fp32 workspace, stored transposed ([n][m]: a lane's two tokens are adjacent, so the atomics are
 //     float2), with a per-tile arrival counter; in the block that completes a tile every warp reloads the
 //     finished sums of its own fragment positions into its accumulators, stores C and zeroes the workspace.
-// Deferred scales (INT4, 16-token tiles with wgmma, groups of 64 and up): the MMAs take the integer weights q
+// Deferred scales (INT4, 8- and 16-token tiles with wgmma, groups of 64 and up): the MMAs take the integer weights q
 // (exact in FP16 and BF16) into partial sums per group, which are scaled in fp32 and added to the accumulators at
 // the end of each group. That drops the HMUL2 per two weights from the dequantization - a quarter of its
 // instructions - for one FFMA per accumulator per group, and the scaled weights are no longer rounded to 16 bits.
@@ -52,6 +54,7 @@
 
 #include <cooperative_groups.h>
 
+#include <algorithm>
 #include <atomic>
 
 #include "cuda/gemm-kernel.cuh"
@@ -66,6 +69,7 @@ inline constexpr int kSwapStrips = 4;               // 64-column strips per bloc
 inline constexpr int kSwapCols = kSwapStrips * 64;  // output columns per block
 inline constexpr int kSwapK = 64;                   // k per stage (4 units)
 inline constexpr int kSwapMaxCluster = 16;          // the largest (non-portable) cluster size of sm_90
+inline constexpr int kSwapMaxPerSm = 8;             // blocks per SM a spread launch may ask for (swap_smem_bytes)
 // Cluster split-k parks a block's fp32 tile as [token][column] rows of 256 + 4 floats: lane (g, t) writes column
 // g of token 2t, so rows 8 banks apart put a warp's 32 writes in 32 banks; rows stay 16-byte aligned for the
 // float4 reads of the reduction.
@@ -90,7 +94,7 @@ struct SwapParams {
   int unit_shift;          // unit u of a stage uses scale row u >> unit_shift
   int evict_first;         // 1: one m tile, each weight is read once
   int csplit;              // > 1: cluster split-k, blocks per tile (= cluster size); else stream-K
-  int group_stages;        // > 0: deferred scales (16-token wgmma tiles), 64-deep stages per group; 0: scaled weights
+  int group_stages;        // > 0: deferred scales (8/16-token wgmma tiles), 64-deep stages per group; 0: scaled weights
 #ifdef RTNQ_SWAP_TRACE
   unsigned long long* trace;  // diagnostic builds: [0] record count, then kSwapTraceWords per block (see below)
 #endif
@@ -113,7 +117,7 @@ struct SwapParams {
 
 // How a block multiplies. kSwapMma: mma.sync, one warp per strip. kSwapWg: wgmma, one warpgroup (two at 128
 // tokens, splitting the slices). kSwapWgK2: wgmma, two warpgroups splitting each stage's k units (units 0, 2 and
-// 1, 3), their partial sums added in the cluster hand-off; cluster split-k at 16 tokens only, where clusters of
+// 1, 3), their partial sums added in the cluster hand-off; cluster split-k at 8 and 16 tokens only, where clusters of
 // at most 16 blocks leave slots empty on linears with few tiles (8B o: 16 tiles x 16 = 256 blocks): twice the
 // warps per tile. Used for INT8, whose 16-token blocks fit only two to an SM (docs/perf-notes.md).
 enum SwapMode : int { kSwapMma = 0, kSwapWg = 1, kSwapWgK2 = 2 };
@@ -143,7 +147,8 @@ struct SwapSizes {
   static constexpr bool kClusterOk = NT <= 64;
   static_assert(!kClusterOk || NT * kSwapRedStride * 4 <= kStages * kStageBytes, "the parked tile fits the ring");
   static_assert(kWBytes % 1024 == 0 && kStageBytes % 1024 == 0, "every stage's activation tile is 1024-byte aligned");
-  static_assert(NT % 16 == 0 && NT >= 16 && NT <= 128, "token tiles come in ldmatrix.x4 pairs");
+  static_assert((NT % 16 == 0 && NT >= 16 && NT <= 128) || (NT == 8 && MODE != kSwapMma),
+                "token tiles come in ldmatrix.x4 pairs (mma.sync); wgmma also takes one 8-token tile");
   static_assert((NT * 8) % kAThreads == 0, "whole activation chunks per thread");
   static_assert(MODE != kSwapWgK2 || NT <= 64, "k-split warpgroups hold all four slices: up to 64 tokens");
   static_assert(MODE == kSwapWg || kQ == 4, "two slice-splitting warpgroups only with wgmma");
@@ -235,7 +240,7 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
   // at a stage boundary gained nothing: ptxas drains there anyway, warning C7517, because the accumulators are
   // re-zeroed on the epilogue path of the loop; see docs/perf-notes.md.)
   constexpr int kAhead = kStages - 1;
-  constexpr bool kDeferOk = kWG && NT == 16 && BITS == 4;
+  constexpr bool kDeferOk = kWG && NT <= 16 && BITS == 4;
   static_assert(!kDeferOk || kQ == 4, "deferred scales: every warpgroup holds all four slices");
   const int spg = kDeferOk ? p.group_stages : 0;  // stages per group, deferred scales; 0: scaled weights
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -647,11 +652,38 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
 #endif
 }
 
+// Dynamic shared memory for a block that needs `need` bytes, padded so that at most `per_sm` blocks fit on an SM
+// (0: no padding). Cluster split-k uses it to spread a small grid: the hardware packs a cluster's blocks onto as
+// few SMs of a GPC as their resources allow (8B o at m = 1: 256 blocks on 66-116 of 132 SMs, 4 to an SM on many),
+// and a small-tile block's stage time grows with the blocks that share its SM (docs/perf-notes.md). The padding
+// leaves room for the per-block reservation and the kernel's static shared memory.
+inline int swap_smem_bytes(int need, int per_sm) {
+  struct SmemLimits {
+    int per_sm, reserved, optin;
+  };
+  static const SmemLimits lim = [] {
+    SmemLimits l{0, 0, 0};
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&l.per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&l.reserved, cudaDevAttrReservedSharedMemoryPerBlock, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&l.optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) {
+      (void)cudaGetLastError();
+      l = SmemLimits{0, 0, 0};
+    }
+    return l;
+  }();
+  if (per_sm <= 0 || lim.per_sm <= 0) return need;
+  constexpr int kStaticMargin = 256;  // the kernel's static __shared__ variables
+  const int padded = (std::min(lim.per_sm / per_sm - lim.reserved, lim.optin) - kStaticMargin) / 128 * 128;
+  return std::max(need, padded);
+}
+
 template <int BITS, typename T, int NT, int MODE>
 cudaError_t swap_smem_attr() {
   static const cudaError_t e = cudaFuncSetAttribute(gemm_swap_kernel<BITS, T, NT, MODE>,
                                                     cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                    SwapSizes<BITS, NT, MODE>::kSmemBytes);
+                                                    swap_smem_bytes(SwapSizes<BITS, NT, MODE>::kSmemBytes, 1));
   return e;
 }
 
@@ -665,12 +697,12 @@ inline cudaLaunchAttribute cluster_dim_attr(int size) {
 }
 
 template <int BITS, typename T, int NT, int MODE>
-cudaError_t launch_gemm_swap(const SwapParams& p, int blocks, bool pdl, cudaStream_t stream) {
+cudaError_t launch_gemm_swap(const SwapParams& p, int blocks, bool pdl, int per_sm, cudaStream_t stream) {
   if (const cudaError_t e = swap_smem_attr<BITS, T, NT, MODE>(); e != cudaSuccess) return e;
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(unsigned(blocks), 1, 1);
   cfg.blockDim = dim3(unsigned(SwapSizes<BITS, NT, MODE>::kThreads), 1, 1);
-  cfg.dynamicSmemBytes = size_t(SwapSizes<BITS, NT, MODE>::kSmemBytes);
+  cfg.dynamicSmemBytes = size_t(swap_smem_bytes(SwapSizes<BITS, NT, MODE>::kSmemBytes, per_sm));
   cfg.stream = stream;
   cudaLaunchAttribute attr[2];
   unsigned n_attr = 0;
@@ -703,21 +735,23 @@ int gemm_swap_blocks_per_sm() {
   return blocks;
 }
 
-// How many clusters of `size` blocks the card holds at once (0 if none, or the query fails); cached per size.
-// The dispatcher asks before every cluster launch, so this also allows sizes above the portable 8 first.
+// How many clusters of `size` blocks the card holds at once with at most `per_sm` blocks to an SM (0: as many as
+// fit); 0 if none, or the query fails; cached per size and per_sm. The dispatcher asks before every cluster
+// launch, so this also allows sizes above the portable 8 first.
 template <int BITS, typename T, int NT, int MODE>
-int gemm_swap_max_clusters(int size) {
-  static std::atomic<int> cache[kSwapMaxCluster + 1] = {};
+int gemm_swap_max_clusters(int size, int per_sm) {
+  static std::atomic<int> cache[kSwapMaxCluster + 1][kSwapMaxPerSm + 1] = {};
   if (size < 2 || size > kSwapMaxCluster || !SwapSizes<BITS, NT, MODE>::kClusterOk) return 0;
+  if (per_sm < 0 || per_sm > kSwapMaxPerSm) return 0;
   static const cudaError_t non_portable =
       cudaFuncSetAttribute(gemm_swap_kernel<BITS, T, NT, MODE>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
   if (non_portable != cudaSuccess && size > 8) return 0;
-  int n = cache[size].load(std::memory_order_relaxed);
+  int n = cache[size][per_sm].load(std::memory_order_relaxed);
   if (n == 0) {
     cudaLaunchConfig_t cfg{};
     cfg.gridDim = dim3(unsigned(size), 1, 1);
     cfg.blockDim = dim3(unsigned(SwapSizes<BITS, NT, MODE>::kThreads), 1, 1);
-    cfg.dynamicSmemBytes = size_t(SwapSizes<BITS, NT, MODE>::kSmemBytes);
+    cfg.dynamicSmemBytes = size_t(swap_smem_bytes(SwapSizes<BITS, NT, MODE>::kSmemBytes, per_sm));
     cudaLaunchAttribute attr = cluster_dim_attr(size);
     cfg.attrs = &attr;
     cfg.numAttrs = 1;
@@ -727,15 +761,15 @@ int gemm_swap_max_clusters(int size) {
       n = 0;
     }
     n = n > 0 ? n : -1;  // -1: asked, none
-    cache[size].store(n, std::memory_order_relaxed);
+    cache[size][per_sm].store(n, std::memory_order_relaxed);
   }
   return n > 0 ? n : 0;
 }
 
 #define RTNQ_SWAP_INSTANCE(PREFIX, BITS, T, NT, MODE)                                                              \
-  PREFIX template cudaError_t launch_gemm_swap<BITS, T, NT, MODE>(const SwapParams&, int, bool, cudaStream_t); \
-  PREFIX template int gemm_swap_blocks_per_sm<BITS, T, NT, MODE>();                                              \
-  PREFIX template int gemm_swap_max_clusters<BITS, T, NT, MODE>(int);
+  PREFIX template cudaError_t launch_gemm_swap<BITS, T, NT, MODE>(const SwapParams&, int, bool, int, cudaStream_t); \
+  PREFIX template int gemm_swap_blocks_per_sm<BITS, T, NT, MODE>();                                                   \
+  PREFIX template int gemm_swap_max_clusters<BITS, T, NT, MODE>(int, int);
 
 #define RTNQ_SWAP_INSTANCES_MODE(PREFIX, T, MODE) \
   RTNQ_SWAP_INSTANCE(PREFIX, 4, T, 16, MODE)      \
@@ -747,6 +781,9 @@ int gemm_swap_max_clusters(int size) {
 #define RTNQ_SWAP_INSTANCES_FOR(PREFIX, T)          \
   RTNQ_SWAP_INSTANCES_MODE(PREFIX, T, kSwapMma)     \
   RTNQ_SWAP_INSTANCES_MODE(PREFIX, T, kSwapWg)      \
+  RTNQ_SWAP_INSTANCE(PREFIX, 4, T, 8, kSwapWg)      \
+  RTNQ_SWAP_INSTANCE(PREFIX, 8, T, 8, kSwapWg)      \
+  RTNQ_SWAP_INSTANCE(PREFIX, 8, T, 8, kSwapWgK2)    \
   RTNQ_SWAP_INSTANCE(PREFIX, 4, T, 128, kSwapWg)    \
   RTNQ_SWAP_INSTANCE(PREFIX, 8, T, 128, kSwapWg)    \
   RTNQ_SWAP_INSTANCE(PREFIX, 8, T, 16, kSwapWgK2)

@@ -45,7 +45,7 @@ namespace {
 // 16-row tiles (decoding) up to this m; the configuration measured and checked on an H100 (docs/perf-notes.md).
 constexpr int64_t kSmallTileMaxM = 16;
 // Swapped-operand kernel, auto: the longest k range per warpgroup (64-deep batches) that cluster split-k takes,
-// at 16-token tiles (any cluster size; up to 16 in clusters of at most 4) and at larger ones (see auto_cluster).
+// at 8- and 16-token tiles (any cluster size; up to 16 in clusters of at most 4) and at larger ones (see auto_cluster).
 constexpr int64_t kClusterMaxBatches16 = 4;
 constexpr int64_t kClusterMaxBatches = 32;
 
@@ -188,11 +188,11 @@ int auto_cluster(int64_t tiles, int kbs, const GemmOptions& opt) {
   if (opt.swap_min_iters > 1) most = std::min<int64_t>(most, kbs / opt.swap_min_iters);
   int csplit = 0;
   for (int s = int(most); s >= 2 && csplit == 0; --s)
-    if (gemm_swap_max_clusters<BITS, T, NT, MODE>(s) >= tiles) csplit = s;
+    if (gemm_swap_max_clusters<BITS, T, NT, MODE>(s, 0) >= tiles) csplit = s;
   if (csplit < 2) return 0;
   const int64_t per_wg = ((kbs + csplit - 1) / csplit + SwapSizes<BITS, NT, MODE>::kKGroups - 1) /
                          SwapSizes<BITS, NT, MODE>::kKGroups;
-  const bool pays = NT == 16 ? per_wg <= kClusterMaxBatches16 || (csplit <= 4 && per_wg <= 16)
+  const bool pays = NT <= 16 ? per_wg <= kClusterMaxBatches16 || (csplit <= 4 && per_wg <= 16)
                              : per_wg <= kClusterMaxBatches;
   return pays ? csplit : 0;
 }
@@ -215,7 +215,7 @@ cudaError_t dispatch_swap_as(const GemmParams& base, int64_t m, size_t ws_bytes,
   // below 64; 64 and up divide or equal the stage's k range).
   p.scale_rows = base.group >= 64 ? 1 : kSwapK / base.group;
   p.unit_shift = base.group >= 64 ? 2 : (base.group == 32 ? 1 : 0);
-  // Deferred scales need whole stages per group; the kernel uses them only at 16 tokens with wgmma.
+  // Deferred scales need whole stages per group; the kernel uses them only at 8 and 16 tokens with wgmma.
   p.group_stages = opt.swap_defer_scales && base.group >= 64 ? base.group / kSwapK : 0;
 #ifdef RTNQ_SWAP_TRACE
   p.trace = g_swap_trace;
@@ -233,7 +233,7 @@ cudaError_t dispatch_swap_as(const GemmParams& base, int64_t m, size_t ws_bytes,
     if (opt.swap_cluster > p.kbs)
       return fail(cudaErrorInvalidValue, "gemm_quant: swap_cluster " + std::to_string(opt.swap_cluster) +
                                              " exceeds the " + std::to_string(p.kbs) + " k batches of this weight");
-    if (gemm_swap_max_clusters<BITS, T, NT, MODE>(opt.swap_cluster) < 1)
+    if (gemm_swap_max_clusters<BITS, T, NT, MODE>(opt.swap_cluster, 0) < 1)
       return fail(cudaErrorNotSupported,
                   "gemm_quant: this card cannot run a cluster of " + std::to_string(opt.swap_cluster) + " blocks");
     csplit = opt.swap_cluster;
@@ -250,34 +250,52 @@ cudaError_t dispatch_swap_as(const GemmParams& base, int64_t m, size_t ws_bytes,
   if (!split) grid = tiles;
   if (csplit > 1) grid = tiles * csplit;  // needs no workspace
   if (grid > INT32_MAX) return fail(cudaErrorInvalidValue, "gemm_quant: m = " + std::to_string(m) + " is too large");
-  const cudaError_t e = launch_gemm_swap<BITS, T, NT, MODE>(p, int(grid), opt.pdl, stream);
+  // Cluster split-k, spread: the fewest blocks per SM that still hold every cluster at once (see swap_smem_bytes).
+  int per_sm = 0;
+  if (csplit > 1 && opt.swap_spread) {
+    const int natural = gemm_swap_blocks_per_sm<BITS, T, NT, MODE>();
+    for (int b = int((grid + sm_count() - 1) / sm_count()); b < natural && per_sm == 0; ++b)
+      if (gemm_swap_max_clusters<BITS, T, NT, MODE>(csplit, b) >= tiles) per_sm = b;
+  }
+  const cudaError_t e = launch_gemm_swap<BITS, T, NT, MODE>(p, int(grid), opt.pdl, per_sm, stream);
   if (e != cudaSuccess) return fail(e, std::string("gemm_quant: swap launch failed: ") + cudaGetErrorString(e));
   return cudaSuccess;
+}
+
+// The smallest token tiles (8 and 16) with wgmma. INT8: clusters run with k-split warpgroups (twice the warps per
+// tile), forced or where auto takes them for that kernel (H100: 8B INT8 layer at m = 1 90.5 vs 93.7 us; qkv 12.4
+// vs 14.0, o 10.8 vs 11.8). INT4 lost with them (8B layer 69.3 vs 59.7 us), so it keeps one warpgroup per block.
+template <int BITS, typename T, int NT>
+cudaError_t dispatch_swap_small(const GemmParams& base, int64_t m, size_t ws_bytes, void* ws_ptr,
+                                const GemmOptions& opt, cudaStream_t stream) {
+  if constexpr (BITS == 8) {
+    const int k2 = auto_cluster<BITS, T, NT, kSwapWgK2>(swap_tiles(base, m, NT), base.k_pad / kSwapK, opt);
+    if (opt.swap_cluster >= 2 || k2 > 1)
+      return dispatch_swap_as<BITS, T, NT, kSwapWgK2>(base, m, ws_bytes, ws_ptr, opt, stream, k2);
+  }
+  return dispatch_swap_as<BITS, T, NT, kSwapWg>(base, m, ws_bytes, ws_ptr, opt, stream);
 }
 
 template <int BITS, typename T>
 cudaError_t dispatch_swap(const GemmParams& base, int64_t m, size_t ws_bytes, void* ws_ptr, const GemmOptions& opt,
                           cudaStream_t stream) {
-  // Token tile: the smallest that holds m, 128 (two warpgroups) above 64 with wgmma, else 64.
-  const int nt = opt.swap_tokens != 0 ? opt.swap_tokens
-                                      : (m <= 16 ? 16 : m <= 32 ? 32 : (m <= 64 || !opt.swap_wgmma) ? 64 : 128);
+  // Token tile: the smallest that holds m (8 only with wgmma), 128 (two warpgroups) above 64 with wgmma, else 64.
+  const int nt = opt.swap_tokens != 0
+                     ? opt.swap_tokens
+                     : (m <= 8 && opt.swap_wgmma ? 8
+                        : m <= 16                ? 16
+                        : m <= 32                ? 32
+                        : (m <= 64 || !opt.swap_wgmma) ? 64
+                                                       : 128);
   if (opt.swap_wgmma) {
-    if (nt == 16) {
-      // INT8: clusters at 16 tokens run with k-split warpgroups (twice the warps per tile), forced or where auto
-      // takes them for that kernel (H100: 8B INT8 layer at m = 1 90.5 vs 93.7 us; qkv 12.4 vs 14.0, o 10.8 vs
-      // 11.8). INT4 lost with them (8B layer 69.3 vs 59.7 us), so it keeps one warpgroup per block.
-      if constexpr (BITS == 8) {
-        const int k2 = auto_cluster<BITS, T, 16, kSwapWgK2>(swap_tiles(base, m, 16), base.k_pad / kSwapK, opt);
-        if (opt.swap_cluster >= 2 || k2 > 1)
-          return dispatch_swap_as<BITS, T, 16, kSwapWgK2>(base, m, ws_bytes, ws_ptr, opt, stream, k2);
-      }
-      return dispatch_swap_as<BITS, T, 16, kSwapWg>(base, m, ws_bytes, ws_ptr, opt, stream);
-    }
+    if (nt == 8) return dispatch_swap_small<BITS, T, 8>(base, m, ws_bytes, ws_ptr, opt, stream);
+    if (nt == 16) return dispatch_swap_small<BITS, T, 16>(base, m, ws_bytes, ws_ptr, opt, stream);
     if (nt == 32) return dispatch_swap_as<BITS, T, 32, kSwapWg>(base, m, ws_bytes, ws_ptr, opt, stream);
     if (nt == 64) return dispatch_swap_as<BITS, T, 64, kSwapWg>(base, m, ws_bytes, ws_ptr, opt, stream);
     return dispatch_swap_as<BITS, T, 128, kSwapWg>(base, m, ws_bytes, ws_ptr, opt, stream);
   }
-  if (nt == 128) return fail(cudaErrorInvalidValue, "gemm_quant: swap_tokens 128 needs swap_wgmma");
+  if (nt == 8 || nt == 128)
+    return fail(cudaErrorInvalidValue, "gemm_quant: swap_tokens " + std::to_string(nt) + " needs swap_wgmma");
   if (nt == 16) return dispatch_swap_as<BITS, T, 16, kSwapMma>(base, m, ws_bytes, ws_ptr, opt, stream);
   if (nt == 32) return dispatch_swap_as<BITS, T, 32, kSwapMma>(base, m, ws_bytes, ws_ptr, opt, stream);
   return dispatch_swap_as<BITS, T, 64, kSwapMma>(base, m, ws_bytes, ws_ptr, opt, stream);
@@ -361,9 +379,9 @@ cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t 
     return fail(cudaErrorInvalidValue, "gemm_quant: a must be 16-byte aligned (it is read in 16-byte chunks)");
   if (opt.m_tile_rows != 0 && opt.m_tile_rows != 16 && opt.m_tile_rows != 64)
     return fail(cudaErrorInvalidValue, "gemm_quant: m_tile_rows must be 0 (auto), 16 or 64");
-  if (opt.swap_tokens != 0 && opt.swap_tokens != 16 && opt.swap_tokens != 32 && opt.swap_tokens != 64 &&
-      opt.swap_tokens != 128)
-    return fail(cudaErrorInvalidValue, "gemm_quant: swap_tokens must be 0 (auto), 16, 32, 64 or 128");
+  if (opt.swap_tokens != 0 && opt.swap_tokens != 8 && opt.swap_tokens != 16 && opt.swap_tokens != 32 &&
+      opt.swap_tokens != 64 && opt.swap_tokens != 128)
+    return fail(cudaErrorInvalidValue, "gemm_quant: swap_tokens must be 0 (auto), 8, 16, 32, 64 or 128");
   if (opt.swap_cluster < 0 || opt.swap_cluster > detail::kSwapMaxCluster)
     return fail(cudaErrorInvalidValue, "gemm_quant: swap_cluster must be 0 (auto), 1 (stream-K) or 2.." +
                                            std::to_string(detail::kSwapMaxCluster));

@@ -63,8 +63,8 @@ struct GemmOptions {
   // kernel (gemm-kernel.cuh; also m_tile_rows != 0). Auto picks neither: slower at every m measured.
   enum class Kernel : uint8_t { kAuto, kTiled, kDecode, kSwap };
   Kernel kernel = Kernel::kAuto;
-  // Swapped-operand kernel: tokens per block tile, 16, 32, 64 or 128 (wgmma only); 0 chooses the smallest that
-  // holds m (128 above 64 with wgmma, 64 with mma.sync).
+  // Swapped-operand kernel: tokens per block tile, 8 (wgmma only), 16, 32, 64 or 128 (wgmma only); 0 chooses the
+  // smallest that holds m (128 above 64 with wgmma, 64 with mma.sync; 8 only with wgmma).
   int swap_tokens = 0;
   // Swapped-operand kernel: each block streams at least this many 64-deep k batches (0 = one block per
   // resident slot). Fewer, longer stripes mean fewer split-k partial sums ([tokens x 256] fp32 each).
@@ -73,11 +73,15 @@ struct GemmOptions {
   // wave, else stream-K); 1 stream-K always; 2..16 clusters of that many blocks per tile (token tiles <= 64,
   // at most one block per 64-deep k batch; an error if the card cannot hold such a cluster).
   int swap_cluster = 0;
+  // Swapped-operand kernel, cluster split-k: launch with the fewest blocks per SM that still hold every cluster
+  // at once (padding each block's shared memory), so the clusters spread over the SMs instead of packing onto as
+  // few as fit; false packs them.
+  bool swap_spread = true;
   // Swapped-operand kernel: warpgroup MMAs (wgmma, sm_90a) instead of mma.sync.
   bool swap_wgmma = true;
-  // Swapped-operand kernel, INT4, 16-token tiles with wgmma, groups of 64 and up: multiply the integer weights and
-  // apply the scales per group in fp32 after the MMA (fewer dequantization instructions); false scales each weight
-  // before the MMA, as every other path does.
+  // Swapped-operand kernel, INT4, 8- and 16-token tiles with wgmma, groups of 64 and up: multiply the integer
+  // weights and apply the scales per group in fp32 after the MMA (fewer dequantization instructions); false scales
+  // each weight before the MMA, as every other path does.
   bool swap_defer_scales = true;
   // Decode kernel: each warp streams at least this many 2 KB weight batches (0 = as many warps as the card
   // holds at once, however little each gets). Fewer, longer streams mean fewer split-k hand-offs.

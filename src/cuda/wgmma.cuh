@@ -1,6 +1,6 @@
 // wgmma (sm_90a warpgroup MMA) wrappers for the swapped-operand kernel: D[64 x N] += A[64 x 16] * B[16 x N] with A
 // in registers (each warp of the warpgroup holds 16 rows, in the mma.sync m16n8k16 A-fragment layout) and B in
-// shared memory behind a matrix descriptor, for N = 16, 32, 64, 128 tokens and FP16 / BF16.
+// shared memory behind a matrix descriptor, for N = 8, 16, 32, 64, 128 tokens and FP16 / BF16.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -60,6 +60,7 @@ struct Wgmma;
 // The four accumulators of 8-token tile i.
 #define RTNQ_WGMMA_D8(i) "+f"(d[i][0]), "+f"(d[i][1]), "+f"(d[i][2]), "+f"(d[i][3])
 
+RTNQ_WGMMA_RS_BOTH(8, "{%0,%1,%2,%3}, {%4,%5,%6,%7}, %8", "%9", RTNQ_WGMMA_D8(0))
 RTNQ_WGMMA_RS_BOTH(16,
                    "{%0,%1,%2,%3,%4,%5,%6,%7}, {%8,%9,%10,%11}, %12", "%13",
                    RTNQ_WGMMA_D8(0), RTNQ_WGMMA_D8(1))

@@ -217,8 +217,9 @@ inline CheckResult check_repack(Context& ctx, int64_t n, int64_t k, int bits, in
 }
 
 enum class Path {
-  kQuant, kQuantNoSplit, kQuantTile16, kQuantTile64, kQuantTiled, kDecode, kDecodeLong, kSwap16, kSwap32, kSwap64, kSwap128, kSwapMma,
-  kSwapStreamK, kSwapCluster2, kSwapCluster5, kSwapCluster16, kSwap16Cluster4, kSwap16Scaled, kDense, kDequant, kAutoCached
+  kQuant, kQuantNoSplit, kQuantTile16, kQuantTile64, kQuantTiled, kDecode, kDecodeLong, kSwap8, kSwap16, kSwap32,
+  kSwap64, kSwap128, kSwapMma, kSwapStreamK, kSwapCluster2, kSwapCluster5, kSwapCluster16, kSwap16Cluster4,
+  kSwap16Scaled, kSwapPacked, kDense, kDequant, kAutoCached
 };
 inline const char* path_label(Path p) {
   switch (p) {
@@ -229,6 +230,7 @@ inline const char* path_label(Path p) {
     case Path::kQuantTiled: return "quant-tiled";
     case Path::kDecode: return "decode";
     case Path::kDecodeLong: return "decode-long";
+    case Path::kSwap8: return "swap8";
     case Path::kSwap16: return "swap16";
     case Path::kSwap32: return "swap32";
     case Path::kSwap64: return "swap64";
@@ -240,6 +242,7 @@ inline const char* path_label(Path p) {
     case Path::kSwapCluster16: return "swap-cluster16";
     case Path::kSwap16Cluster4: return "swap16-cluster4";
     case Path::kSwap16Scaled: return "swap16-scaled";
+    case Path::kSwapPacked: return "swap-packed";
     case Path::kDense: return "dense";
     case Path::kDequant: return "dequant";
     case Path::kAutoCached: return "auto-cached";
@@ -249,11 +252,13 @@ inline const char* path_label(Path p) {
 
 // The swapped-operand kernel forced, with what the path names: a token tile (where auto picks another tile or
 // kernel), mma.sync instead of wgmma, or the k split - stream-K where auto takes clusters, a cluster size (5: k
-// ranges of unequal length), 16-token tiles in clusters of 4 at m > 16 (several m tiles).
+// ranges of unequal length), 16-token tiles in clusters of 4 at m > 16 (several m tiles); or clusters packed
+// onto as few SMs as fit instead of spread.
 inline GemmOptions forced_swap_options(Path path) {
   GemmOptions o;
   o.kernel = GemmOptions::Kernel::kSwap;
   switch (path) {
+    case Path::kSwap8: o.swap_tokens = 8; break;
     case Path::kSwap16: o.swap_tokens = 16; break;
     case Path::kSwap32: o.swap_tokens = 32; break;
     case Path::kSwap64: o.swap_tokens = 64; break;
@@ -265,6 +270,7 @@ inline GemmOptions forced_swap_options(Path path) {
     case Path::kSwapCluster16: o.swap_cluster = 16; break;
     case Path::kSwap16Cluster4: o.swap_tokens = 16, o.swap_cluster = 4; break;
     case Path::kSwap16Scaled: o.swap_tokens = 16, o.swap_defer_scales = false; break;
+    case Path::kSwapPacked: o.swap_spread = false; break;
     default: break;
   }
   return o;
@@ -356,6 +362,7 @@ inline CheckResult check_gemm(Context& ctx, const GemmCase& g, double* err_out =
         RTNQ_CHECK_CUDA_OR_FAIL(gemm_quant(d_a.ptr, w, d_c.ptr, g.m, ctx.ws, ctx.stream, o), label);
         break;
       }
+      case Path::kSwap8:
       case Path::kSwap16:
       case Path::kSwap32:
       case Path::kSwap64:
@@ -367,6 +374,7 @@ inline CheckResult check_gemm(Context& ctx, const GemmCase& g, double* err_out =
       case Path::kSwapCluster16:
       case Path::kSwap16Cluster4:
       case Path::kSwap16Scaled:
+      case Path::kSwapPacked:
         RTNQ_CHECK_CUDA_OR_FAIL(gemm_quant(d_a.ptr, w, d_c.ptr, g.m, ctx.ws, ctx.stream, forced_swap_options(g.path)),
                                 label);
         break;
@@ -461,6 +469,11 @@ inline std::vector<GemmCase> gemm_cases() {
       cases.push_back({50, 576, 576, bits, 64, act, Path::kQuantNoSplit});
       cases.push_back({130, 4096, 4096, bits, 128, act, Path::kQuant});
       for (int64_t m : {1, 5, 16, 35}) cases.push_back({m, 4096, 14336, bits, 128, act, Path::kSwap16});
+      // 8-token tiles (auto up to m = 8) forced past 8: several m tiles, stream-K and clusters of 4, odd n, small
+      // groups and per-channel.
+      for (int64_t m : {9, 23}) cases.push_back({m, 4096, 14336, bits, 128, act, Path::kSwap8});
+      cases.push_back({17, 1000, 1536, bits, 32, act, Path::kSwap8});
+      cases.push_back({11, 333, 200, bits, -1, act, Path::kSwap8});
       for (int64_t m : {3, 65}) cases.push_back({m, 301, 256, bits, 16, act, Path::kSwap32});
       for (int64_t m : {9, 100}) cases.push_back({m, 1000, 1536, bits, 32, act, Path::kSwap64});
       for (int64_t m : {3, 17, 64, 130}) cases.push_back({m, 576, 576, bits, 64, act, Path::kSwapMma});
@@ -478,6 +491,9 @@ inline std::vector<GemmCase> gemm_cases() {
       cases.push_back({31, 576, 3072, bits, 64, act, Path::kSwapCluster16});
       for (int64_t m : {17, 40}) cases.push_back({m, 1000, 1536, bits, 32, act, Path::kSwap16Cluster4});
       cases.push_back({33, 4096, 4096, bits, 128, act, Path::kSwapMma});
+      // Clusters launched without the shared-memory padding that spreads them (auto spreads them).
+      cases.push_back({1, 4096, 4096, bits, 128, act, Path::kSwapPacked});
+      cases.push_back({16, 6144, 4096, bits, 128, act, Path::kSwapPacked});
       // INT4 16-token tiles scale per group after the MMA (groups of 64 and up): groups of 4 stages (folded at
       // group ends inside a block's k range, and at stream-K stripe ends inside a group), and the per-weight
       // scaling they replace, forced (INT8 always scales per weight).
@@ -539,6 +555,10 @@ inline CheckResult check_rejections(Context& ctx) {
   expect_error(gemm_quant(a.ptr, w, c.ptr, 4, ctx.ws, ctx.stream, bad_cluster), "swap_cluster 17");
   bad_cluster.swap_cluster = 5;  // the 256-deep weight has 4 k batches
   expect_error(gemm_quant(a.ptr, w, c.ptr, 4, ctx.ws, ctx.stream, bad_cluster), "swap_cluster 5 > 4 k batches");
+  GemmOptions mma8;
+  mma8.swap_tokens = 8;
+  mma8.swap_wgmma = false;
+  expect_error(gemm_quant(a.ptr, w, c.ptr, 4, ctx.ws, ctx.stream, mma8), "swap_tokens 8 with mma.sync");
   bad_cluster.swap_cluster = 2;
   bad_cluster.swap_tokens = 128;
   expect_error(gemm_quant(a.ptr, w, c.ptr, 4, ctx.ws, ctx.stream, bad_cluster), "swap_cluster with 128 tokens");
