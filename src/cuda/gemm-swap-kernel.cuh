@@ -220,7 +220,10 @@ __device__ __forceinline__ void cluster_reduce_store(float (&acc)[kQ][NT / 8][4]
   __syncthreads();
   RTNQ_SWAP_STAMP(stamp[4]);
 #endif
-  cluster.sync();  // no block leaves (taking its shared memory with it) while another may still read it
+  // No block leaves (taking its shared memory with it) while another may still read it. Relaxed arrive: the remote
+  // loads are complete (their sums are already stored to C), and a release would first wait for those stores to
+  // reach memory (H100, 8B layer at m = 1: 55.9 vs 58.0 us; docs/perf-notes.md).
+  asm volatile("barrier.cluster.arrive.relaxed.aligned;\nbarrier.cluster.wait.aligned;" ::: "memory");
 }
 
 // MODE != kSwapMma: the products run as warpgroup MMAs (wgmma m64nNk16, A = the four warps' dequantized weight
