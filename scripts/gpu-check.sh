@@ -49,8 +49,9 @@ echo "kernel resources:"; grep -A2 -E "gemm_quant_kernel|gemm_decode_kernel|gemm
 if [ $trace = 1 ]; then
   for m in 1 16; do
     for shape in 4096,6144 4096,4096 4096,28672 14336,4096; do
-      "$bld/bench-gemm" --trace "$shape,$m" > "$out/trace-${shape/,/x}-$m.md" 2>&1 || { cat "$out/trace-${shape/,/x}-$m.md"; exit 1; }
-      head -1 "$out/trace-${shape/,/x}-$m.md"; sed -n '2,3p;5,7p' "$out/trace-${shape/,/x}-$m.md"; tail -1 "$out/trace-${shape/,/x}-$m.md"
+      f="$out/trace-${shape/,/x}-$m.md"
+      "$bld/bench-gemm" --trace "$shape,$m" > "$f" 2>&1 || { cat "$f"; exit 1; }
+      head -1 "$f"; sed -n '2,3p;5,7p' "$f"; tail -1 "$f"
     done
   done
   exit 0

@@ -101,7 +101,6 @@ struct ActTraits<__nv_bfloat16> {
   static __device__ __forceinline__ float high_f32(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
 };
 
-
 __device__ __forceinline__ uint32_t lop3_and_or(uint32_t a, uint32_t b, uint32_t c) {
   uint32_t d;
   // (a & b) | c in one instruction: truth table 0xF0 & 0xCC | 0xAA = 0xEA.

@@ -45,7 +45,8 @@ namespace {
 // 16-row tiles (decoding) up to this m; the configuration measured and checked on an H100 (docs/perf-notes.md).
 constexpr int64_t kSmallTileMaxM = 16;
 // Swapped-operand kernel, auto: the longest k range per warpgroup (64-deep batches) that cluster split-k takes,
-// at 8- and 16-token tiles (any cluster size; up to 16 in clusters of at most 4) and at larger ones (see auto_cluster).
+// at 8- and 16-token tiles (any cluster size; up to 16 in clusters of at most 4) and at larger ones (see
+// auto_cluster).
 constexpr int64_t kClusterMaxBatches16 = 4;
 constexpr int64_t kClusterMaxBatches = 32;
 

@@ -494,9 +494,9 @@ inline std::vector<GemmCase> gemm_cases() {
       // Clusters launched without the shared-memory padding that spreads them (auto spreads them).
       cases.push_back({1, 4096, 4096, bits, 128, act, Path::kSwapPacked});
       cases.push_back({16, 6144, 4096, bits, 128, act, Path::kSwapPacked});
-      // INT4 16-token tiles scale per group after the MMA (groups of 64 and up): groups of 4 stages (folded at
-      // group ends inside a block's k range, and at stream-K stripe ends inside a group), and the per-weight
-      // scaling they replace, forced (INT8 always scales per weight).
+      // INT4 8- and 16-token tiles scale per group after the MMA (groups of 64 and up): groups of 4 stages
+      // (folded at group ends inside a block's k range, and at stream-K stripe ends inside a group), and the
+      // per-weight scaling they replace, forced (INT8 always scales per weight).
       for (int64_t m : {1, 9}) cases.push_back({m, 4096, 4096, bits, 256, act, Path::kQuant});
       cases.push_back({5, 4096, 4096, bits, 256, act, Path::kSwapStreamK});
       for (int64_t m : {1, 16}) cases.push_back({m, 4096, 14336, bits, 128, act, Path::kSwap16Scaled});
