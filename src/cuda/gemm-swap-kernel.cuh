@@ -274,68 +274,102 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
   const int n_iters = it_end - it_begin;
   const int KB = p.kbs;
 
+  // Weights read once (one m tile) are marked evict-first; otherwise the hint keeps L2's normal policy. Every
+  // weight copy carries a hint, so there is one copy instruction per chunk, not one of two under a predicate.
   uint64_t policy;
-  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+  if (p.evict_first) asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+  else asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;" : "=l"(policy));
   const T* a_g = static_cast<const T*>(p.a);
   const T* s_g = static_cast<const T*>(p.scales);
   const int64_t strip_u4 = int64_t(p.ku) * 32 * kLaneU4;  // one strip's 16-byte chunks
 
-  // Work cursor: k batch fastest, then the m tile, then the column group - advanced by increments (a division
-  // per stage cost more issue slots than the unit's dequantization). The weights/scales and the activations of
-  // a stage are issued separately (the prologue puts griddepcontrol.wait between them), each from its own cursor.
+  // Work cursor: k batch fastest, then the m tile, then the column group. The loader keeps this thread's source
+  // addresses (Streams below) and moves them by a constant per stage; only where a tile starts (once per block
+  // under cluster split-k) are they computed from the cursor. Computing them every stage, with a division for the
+  // scale group, took ~40% of a stage's instructions (ncu, 8B gate_up at m = 64); the streams made the 8B layer
+  // 52.8 vs 56.2 us at m = 1 and 99.6 vs 107.8 at m = 64 (H100, docs/perf-notes.md).
   struct Cursor {
     int kb, mt, cg;
   };
+  auto next_tile = [&](Cursor& c) {
+    c.kb = 0;
+    if (++c.mt == p.m_tiles) c.mt = 0, ++c.cg;
+  };
   auto advance = [&](Cursor& c) {
-    if (++c.kb == KB) {
-      c.kb = 0;
-      if (++c.mt == p.m_tiles) c.mt = 0, ++c.cg;
-    }
+    if (++c.kb == KB) next_tile(c);
   };
   const Cursor start{it_begin % KB, (it_begin / KB) % p.m_tiles, (it_begin / KB) / p.m_tiles};
-  Cursor w_cur = start, a_cur = start;
-  // This thread's activation chunks: rows a_row0 + kRowStep i_, chunk a_ch (NT rows x 8 chunks of 8 elements);
-  // chunk c of row r lands at c ^ (r & 7) (the 128-byte swizzle: ldmatrix and wgmma read it).
-  constexpr int kRowStep = Sz::kAThreads / 8;
+  const int ring_s = int(smem_u32(smem));
+  // Load streams: this thread's source addresses for the stage at cursor c. Weights: one 16-byte chunk per lane
+  // and copy. Scales: row r holds the group of unit r << unit_shift, 32 chunks of 8 scales per row; a stage's
+  // first row is group sg, which moves by scale_rows every group_len stages (groups of 16 and 32: every stage; 64
+  // and up: group / 64 stages; per channel: never within a tile). Activations: rows a_row0 + kRowStep i_, chunk
+  // a_ch (NT rows x 8 chunks of 8 elements); chunk c of row r lands at c ^ (r & 7) (the 128-byte swizzle: ldmatrix
+  // and wgmma read it).
+  constexpr int kRowStep = Sz::kAThreads / 8, kARows = NT / kRowStep;
   const int a_row0 = tid >> 3, a_ch = tid & 7;
-  auto issue_w = [&](int stage) {
-    const Cursor c = w_cur;
-    advance(w_cur);
-    unsigned char* base = smem + stage * Sz::kStageBytes;
+  const int group_len = p.group >= kSwapK ? p.group / kSwapK : 1;
+  const int s_row = tid >> 5;
+  struct Streams {
+    Cursor c;
+    const uint4* w;  // this lane's first weight chunk of the stage
+    const T* a;      // row a_row0 of the tile, this thread's chunk of the stage
+    int sg, s_left;  // the stage's first scale group, stages left before it moves
+    unsigned rows;   // bit i_: activation row a_row0 + kRowStep i_ is inside A
+    bool w_on, s_on;
+  };
+  auto at_tile = [&](Streams& st, Cursor c) {  // the start of batch c.kb of tile (c.mt, c.cg)
+    st.c = c;
     const int strip = c.cg * kSwapStrips + wstrip;
-    if (wg == 0 && strip < p.strips) {  // one copy of each strip's weights, read by every warpgroup
-      const uint32_t dst = smem_u32(base + wstrip * Sz::kWarpWBytes) + lane * 16;
-      const uint4* src = p.w + strip * strip_u4 + c.kb * (Sz::kWarpWBytes / 16) + lane;
+    st.w_on = wg == 0 && strip < p.strips;  // one copy of each strip's weights, read by every warpgroup
+    st.w = p.w + strip * strip_u4 + c.kb * (Sz::kWarpWBytes / 16) + lane;
+    st.s_on = tid < p.scale_rows * 32 && c.cg * kSwapStrips + (lane >> 3) < p.strips;
+    st.sg = p.group >= kSwapK ? c.kb / group_len : c.kb * p.scale_rows;
+    st.s_left = group_len - c.kb % group_len;
+    const int gm0 = c.mt * NT + a_row0;
+    st.a = a_g + int64_t(gm0) * p.k + c.kb * kSwapK + a_ch * 8;
+    st.rows = 0;
 #pragma unroll
-      for (int i = 0; i < Sz::kWarpWBytes / 16 / 32; ++i) {
-        if (p.evict_first) cp_async16_evict_first(dst + 32 * 16 * i, src + 32 * i, policy);
-        else cp_async16(dst + 32 * 16 * i, src + 32 * i);
-      }
-    }
-    // Scale rows: row r holds the group of unit r << unit_shift; 32 chunks of 8 scales per row.
-    if (tid < p.scale_rows * 32) {
-      const int r = tid >> 5;
-      const int s_strip = c.cg * kSwapStrips + (lane >> 3);
-      if (s_strip < p.strips) {
-        const int grp = min((c.kb * kSwapK + (r << p.unit_shift) * 16) / p.group, p.num_groups - 1);
-        cp_async16(smem_u32(base + Sz::kWBytes + Sz::kABytes + r * kSwapCols * 2 + lane * 16),
-                   s_g + int64_t(grp) * p.n_pad + c.cg * kSwapCols + lane * 8);
-      }
+    for (int i_ = 0; i_ < kARows; ++i_)
+      if (gm0 + kRowStep * i_ < p.m) st.rows |= 1u << i_;
+  };
+  auto step = [&](Streams& st) {  // on to the next stage
+    if (st.c.kb + 1 == KB) {
+      Cursor c = st.c;
+      next_tile(c);
+      at_tile(st, c);
+    } else {
+      ++st.c.kb;
+      st.w += Sz::kWarpWBytes / 16;
+      st.a += kSwapK;
+      if (--st.s_left == 0) st.sg += p.scale_rows, st.s_left = group_len;
     }
   };
-  auto issue_a = [&](int stage) {
-    const Cursor c = a_cur;
-    advance(a_cur);
-    if (Sz::kAThreads < kThreads && tid >= Sz::kAThreads) return;
-    const uint32_t dst = smem_u32(smem + stage * Sz::kStageBytes + Sz::kWBytes) + (a_row0 * 8 + (a_ch ^ (a_row0 & 7))) * 16;
-    const int gm0 = c.mt * NT + a_row0, gk = c.kb * kSwapK + a_ch * 8;
-    const T* src = a_g + int64_t(gm0) * p.k + gk;
-    const bool k_ok = gk < p.k;  // k % 8 == 0: a chunk is all in or all out
+  auto issue_w = [&](const Streams& st, int stage) {
+    const uint32_t base = uint32_t(ring_s + stage * Sz::kStageBytes);
+    if (st.w_on) {
+      const uint32_t dst = base + wstrip * Sz::kWarpWBytes + lane * 16;
 #pragma unroll
-    for (int i_ = 0; i_ < NT / kRowStep; ++i_) {
+      for (int i = 0; i < Sz::kWarpWBytes / 16 / 32; ++i) cp_async16_hint(dst + 32 * 16 * i, st.w + 32 * i, policy);
+    }
+    if (st.s_on) {
+      const int grp = min(st.sg + s_row, p.num_groups - 1);
+      cp_async16(base + Sz::kWBytes + Sz::kABytes + s_row * kSwapCols * 2 + lane * 16,
+                 s_g + int64_t(grp) * p.n_pad + st.c.cg * kSwapCols + lane * 8);
+    }
+  };
+  auto issue_a = [&](const Streams& st, int stage) {
+    if (Sz::kAThreads < kThreads && tid >= Sz::kAThreads) return;
+    const uint32_t dst =
+        uint32_t(ring_s + stage * Sz::kStageBytes + Sz::kWBytes) + (a_row0 * 8 + (a_ch ^ (a_row0 & 7))) * 16;
+    const bool k_ok = st.c.kb * kSwapK + a_ch * 8 < p.k;  // k % 8 == 0: a chunk is all in or all out
+    const T* src = st.a;
+#pragma unroll
+    for (int i_ = 0; i_ < kARows; ++i_) {
       // Row a_row0 + kRowStep i_ has the same (row & 7) as a_row0: the same swizzled chunk position.
-      const bool ok = k_ok && gm0 + kRowStep * i_ < p.m;
-      cp_async16_zfill(dst + kRowStep * i_ * 8 * 16, ok ? src + int64_t(kRowStep * i_) * p.k : a_g, ok ? 16 : 0);
+      const bool ok = k_ok && (st.rows >> i_ & 1u);
+      cp_async16_zfill(dst + kRowStep * i_ * 8 * 16, ok ? src : a_g, ok ? 16 : 0);
+      src += int64_t(kRowStep) * p.k;
     }
   };
 
@@ -349,17 +383,25 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
   // Deferred scales: this group's unscaled partial sums; a group's first wgmma overwrites them (scale-d clear).
   float pacc[kQ][kTT][4];  // (never touched, so no registers, where deferred scales are off)
   bool fresh = true;  // the next stage starts a group (or this block's segment)
+  int g_pos = 0;      // deferred scales: stages of the current group already multiplied (a counter, not a %)
+  if constexpr (kDeferOk)
+    if (spg > 0) g_pos = start.kb % spg;
 
+  // The loader's position (the next stage to load), and the prologue's own activation stream: the weights and
+  // scales of the first stages go out before griddepcontrol.wait, their activations after it.
+  Streams ld;
+  at_tile(ld, start);
+  Streams pro = ld;
 #pragma unroll
   for (int s = 0; s < kAhead; ++s)
-    if (s < n_iters) issue_w(s);
+    if (s < n_iters) issue_w(ld, s), step(ld);
   asm volatile("griddepcontrol.wait;" ::: "memory");
 #ifdef RTNQ_SWAP_TRACE
   RTNQ_SWAP_STAMP(stamp[1]);
 #endif
 #pragma unroll
   for (int s = 0; s < kAhead; ++s) {
-    if (s < n_iters) issue_a(s);
+    if (s < n_iters) issue_a(pro, s), step(pro);
     cp_async_commit();
   }
 
@@ -374,8 +416,9 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
     if (it < 4) RTNQ_SWAP_STAMP(stage_stamp[it]);
 #endif
     if (it + kAhead < n_iters) {
-      issue_w(ld_stage);
-      issue_a(ld_stage);
+      issue_w(ld, ld_stage);
+      issue_a(ld, ld_stage);
+      step(ld);
     }
     cp_async_commit();
     if (++ld_stage == kStages) ld_stage = 0;
@@ -469,7 +512,9 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
           // Scale the group's partial sums into the accumulators at the end of the group, of the tile's k range, or
           // of this block's segment. Lane (g, t) holds rows (columns) g and g + 8 of slice q: the low and high half
           // of the stage's scale word q (its one scale row; see a_frags).
-          fresh = (cur.kb + 1) % spg == 0 || cur.kb + 1 == KB || it == n_iters - 1;
+          const bool group_end = ++g_pos == spg || cur.kb + 1 == KB;
+          if (group_end) g_pos = 0;
+          fresh = group_end || it == n_iters - 1;
           if (fresh) {
             const uint4 s4 = scale_row(0);
             const uint32_t s_all[4] = {s4.x, s4.y, s4.z, s4.w};
