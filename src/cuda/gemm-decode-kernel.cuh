@@ -114,7 +114,7 @@ __global__ void __launch_bounds__(kDecThreads, 6) gemm_decode_kernel(DecodeParam
     const uint4* src = p.w + int64_t(b) * (Sz::kWBytes / 16);  // a batch is 2 KB of the contiguous stream
 #pragma unroll
     for (int i = 0; i < Sz::kWBytes / 16 / 32; ++i)
-      cp_async16_evict_first(dst + (lane + 32 * i) * 16, src + lane + 32 * i, policy);
+      cp_async16_hint(dst + (lane + 32 * i) * 16, src + lane + 32 * i, policy);
     const int strip = b / bps, kunit = (b % bps) * kU;
     if (lane < 8 * (unit_scales ? kU : 1)) {
       const int u = lane / 8, r = lane % 8;

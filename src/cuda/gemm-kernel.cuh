@@ -214,9 +214,6 @@ __device__ __forceinline__ void cp_async16_zfill(uint32_t dst, const void* src, 
 __device__ __forceinline__ void cp_async16_hint(uint32_t dst, const void* src, uint64_t policy) {
   asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "l"(policy));
 }
-__device__ __forceinline__ void cp_async16_evict_first(uint32_t dst, const void* src, uint64_t policy) {
-  cp_async16_hint(dst, src, policy);
-}
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src));
 }
@@ -275,7 +272,7 @@ __global__ void __launch_bounds__(kThreads, MB == 1 ? 3 : 1) gemm_quant_kernel(G
       const int i = tid + i_ * kThreads;
       const int strip = i / kPerStrip, off = i % kPerStrip;
       const uint4* src = w_g + strip * strip_u4 + off;
-      if (p.evict_first) cp_async16_evict_first(w_s + i * 16, src, policy);
+      if (p.evict_first) cp_async16_hint(w_s + i * 16, src, policy);
       else cp_async16(w_s + i * 16, src);
     }
     // Activations: kRows x 16 chunks of 8 elements; chunk c of row r lands at c ^ (r & 7).

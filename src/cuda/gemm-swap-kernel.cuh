@@ -299,7 +299,7 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
     if (++c.kb == KB) next_tile(c);
   };
   const Cursor start{it_begin % KB, (it_begin / KB) % p.m_tiles, (it_begin / KB) / p.m_tiles};
-  const int ring_s = int(smem_u32(smem));
+  const uint32_t ring_s = smem_u32(smem);
   // Load streams: this thread's source addresses for the stage at cursor c. Weights: one 16-byte chunk per lane
   // and copy. Scales: row r holds the group of unit r << unit_shift, 32 chunks of 8 scales per row; a stage's
   // first row is group sg, which moves by scale_rows every group_len stages (groups of 16 and 32: every stage; 64
@@ -346,7 +346,7 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
     }
   };
   auto issue_w = [&](const Streams& st, int stage) {
-    const uint32_t base = uint32_t(ring_s + stage * Sz::kStageBytes);
+    const uint32_t base = ring_s + stage * Sz::kStageBytes;
     if (st.w_on) {
       const uint32_t dst = base + wstrip * Sz::kWarpWBytes + lane * 16;
 #pragma unroll
@@ -360,8 +360,7 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
   };
   auto issue_a = [&](const Streams& st, int stage) {
     if (Sz::kAThreads < kThreads && tid >= Sz::kAThreads) return;
-    const uint32_t dst =
-        uint32_t(ring_s + stage * Sz::kStageBytes + Sz::kWBytes) + (a_row0 * 8 + (a_ch ^ (a_row0 & 7))) * 16;
+    const uint32_t dst = ring_s + stage * Sz::kStageBytes + Sz::kWBytes + (a_row0 * 8 + (a_ch ^ (a_row0 & 7))) * 16;
     const bool k_ok = st.c.kb * kSwapK + a_ch * 8 < p.k;  // k % 8 == 0: a chunk is all in or all out
     const T* src = st.a;
 #pragma unroll
