@@ -49,6 +49,10 @@ constexpr int64_t kSmallTileMaxM = 16;
 // auto_cluster).
 constexpr int64_t kClusterMaxBatches16 = 4;
 constexpr int64_t kClusterMaxBatches = 32;
+// INT4 at 16 tokens where that rule leaves stream-K: clusters of up to 16 batches a block, the smallest size whose
+// blocks fill at least 1.9 per SM (see auto_cluster).
+constexpr int64_t kClusterLongBatches16 = 16;
+constexpr int64_t kClusterLongFillPct16 = 190;
 
 int sm_count() {
   static const int count = [] {
@@ -176,10 +180,10 @@ cudaError_t dispatch_decode(const GemmParams& base, int64_t m, size_t ws_bytes, 
 // gets at least two blocks in one wave - the largest cluster size up to 16 for which the card holds all the
 // clusters at once - and each warpgroup's k range is short. Long k ranges in large clusters stream slower than
 // stream-K (H100: 8B down at m = 1, clusters of 16 with 14 batches a block, 22.4 vs 16.4 us; 70B o, 512 blocks
-// either way, 20.1 vs 17.3), so they keep stream-K: at 16 tokens the hand-off is small, and clusters pay up to 4
-// batches a warpgroup (8B qkv 9.3 vs 11.9 us), or 16 in clusters of at most 4 (8B gate_up at m = 16: 25.9 vs
-// 29.9); at 32 and 64 tokens the hand-off is large and they pay up to 32 (8B layer at m = 64: 110 vs 158 us).
-// docs/perf-notes.md, "Cluster split-k".
+// either way, 20.1 vs 17.3), so they keep stream-K: at 8 and 16 tokens clusters pay up to 4 batches a warpgroup
+// (8B qkv 9.3 vs 11.9 us), or 16 in clusters of at most 4 (8B gate_up at m = 16: 25.9 vs 29.9) - and, since the
+// kernel's later changes, INT4 16-token tiles take up to 16 in any size (below); at 32 and 64 tokens the hand-off
+// is large and they pay up to 32 (8B layer at m = 64: 110 vs 158 us). docs/perf-notes.md, "Cluster split-k".
 template <int BITS, typename T, int NT, int MODE>
 int auto_cluster(int64_t tiles, int kbs, const GemmOptions& opt) {
   if (!SwapSizes<BITS, NT, MODE>::kClusterOk || opt.max_splits == 1 || opt.swap_cluster != 0) return 0;
@@ -195,7 +199,20 @@ int auto_cluster(int64_t tiles, int kbs, const GemmOptions& opt) {
                          SwapSizes<BITS, NT, MODE>::kKGroups;
   const bool pays = NT <= 16 ? per_wg <= kClusterMaxBatches16 || (csplit <= 4 && per_wg <= 16)
                              : per_wg <= kClusterMaxBatches;
-  return pays ? csplit : 0;
+  if (pays) return csplit;
+  // INT4, 16 tokens (m = 9-16), long k: stream-K's hand-off of 16 tokens (float2 atomics into the workspace, a
+  // fence, the counter, the read-back) costs more than a cluster's, so clusters take k ranges of up to 16 batches
+  // here, in the smallest size that still gives ~2 blocks per SM. H100, m = 16: 8B down 16.9 us in clusters of 16
+  // (14 batches a block) vs 19.0 stream-K; 70B qkv 18.7 in clusters of 8 vs 23.2; 70B o 18.5 (8) vs 20.7; 70B
+  // down keeps stream-K (28 batches a block even at 16: 58.1 vs 48.6). At 8 tokens stream-K's hand-off is cheap
+  // and keeps these (8B down at m = 1: 15.0 vs 17.0 in clusters of 16). docs/perf-notes.md, eighth session.
+  if constexpr (BITS == 4 && NT == 16 && MODE == kSwapWg) {
+    for (int s = 2; s <= int(most); ++s)
+      if ((kbs + s - 1) / s <= kClusterLongBatches16 && tiles * s * 100 >= sm_count() * kClusterLongFillPct16 &&
+          gemm_swap_max_clusters<BITS, T, NT, MODE>(s, 0) >= tiles)
+        return s;
+  }
+  return 0;
 }
 
 int64_t swap_tiles(const GemmParams& base, int64_t m, int nt) {

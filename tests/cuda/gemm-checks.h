@@ -444,6 +444,9 @@ inline std::vector<GemmCase> gemm_cases() {
         cases.push_back({1, s.n, s.k, bits, 128, act, Path::kQuant});
         cases.push_back({17, s.n, s.k, bits, 128, act, Path::kQuant});
       }
+      // 16-token tiles on long k: INT4 auto takes clusters of up to 16 batches a block there (8B down: 16, 70B o: 8).
+      cases.push_back({12, 4096, 14336, bits, 128, act, Path::kQuant});
+      cases.push_back({16, 8192, 8192, bits, 128, act, Path::kQuant});
       cases.push_back({64, 4096, 4096, bits, -1, act, Path::kQuant});
       for (int64_t m : {1, 17, 64}) cases.push_back({m, 3072, 576, bits, 64, act, Path::kQuantTile64});
       for (int64_t m : {65, 256, 1025}) cases.push_back({m, 1536, 576, bits, 128, act, Path::kQuantTile16});
