@@ -242,7 +242,11 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
   // Stages in flight ahead of the one in use. (Keeping one stage fewer in flight so that wgmma need not drain
   // at a stage boundary gained nothing: ptxas drains there anyway, warning C7517, because the accumulators are
   // re-zeroed on the epilogue path of the loop; see docs/perf-notes.md.)
-  constexpr int kAhead = kStages - 1;
+  // 32 tokens and up (wgmma): two stages ahead, so a stage's last wgmma group may still run while the next stage
+  // starts (the refilled stage is the one used two stages back); the accumulators are waited for only where a
+  // block's share of a tile ends.
+  constexpr bool kNoDrain = kWG && NT >= 32;
+  constexpr int kAhead = kNoDrain ? kStages - 2 : kStages - 1;
   constexpr bool kDeferOk = kWG && NT <= 16 && BITS == 4;
   static_assert(!kDeferOk || kQ == 4, "deferred scales: every warpgroup holds all four slices");
   const int spg = kDeferOk ? p.group_stages : 0;  // stages per group, deferred scales; 0: scaled weights
@@ -476,7 +480,7 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
 #pragma unroll
         for (int uu = 0; uu < kSwapK / 16 / kKG; ++uu) {
           const int u = kKG == 1 ? uu : uu * kKG + wg;
-          if (uu >= 2) wgmma_wait<1>();  // the group of unit u - 2 used this buffer
+          if (uu >= 2 || (kNoDrain && uu >= 1)) wgmma_wait<1>();  // the group of unit u - 2 used this buffer
           a_frags(u, afb[uu & 1], !defer);
 #ifdef RTNQ_SWAP_TRACE
           if (it == 1 && uu == 0) RTNQ_SWAP_STAMP(unit_stamp[0]);
@@ -494,14 +498,18 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
 #ifdef RTNQ_SWAP_TRACE
         if (it == 1) RTNQ_SWAP_STAMP(unit_stamp[1]);
 #endif
-        wgmma_wait<0>();  // this stage's activation tile is refilled right after the next barrier
+        if constexpr (kNoDrain) {
+          wgmma_wait<1>();  // the previous stage's groups are done: its tile may be refilled after the next barrier
+        } else {
+          wgmma_wait<0>();  // this stage's activation tile is refilled right after the next barrier
 #ifdef RTNQ_SWAP_TRACE
-        if (it == 1) RTNQ_SWAP_STAMP(unit_stamp[2]);
+          if (it == 1) RTNQ_SWAP_STAMP(unit_stamp[2]);
 #endif
 #pragma unroll
-        for (int q = 0; q < kQ; ++q) {
-          if (defer) wgmma_pin(pacc[q]);
-          else wgmma_pin(acc[q]);
+          for (int q = 0; q < kQ; ++q) {
+            if (defer) wgmma_pin(pacc[q]);
+            else wgmma_pin(acc[q]);
+          }
         }
       };
       // (if constexpr: elsewhere spg is a constant 0, and the front end warns about the % in a dead branch)
@@ -566,6 +574,11 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
     advance(cur);
     const bool tile_done = cur.kb == 0;
     if (!tile_done && it != n_iters - 1) continue;
+    if constexpr (kNoDrain) {
+      wgmma_wait<0>();
+#pragma unroll
+      for (int q = 0; q < kQ; ++q) wgmma_pin(acc[q]);
+    }
 #ifdef RTNQ_SWAP_TRACE
     RTNQ_SWAP_STAMP(stamp[2]);
 #endif
@@ -682,6 +695,7 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
           }
     }
   }
+  if constexpr (kNoDrain) wgmma_wait<0>();  // (none is pending here, but ptxas cannot tell, and would add one)
   cp_async_wait<0>();  // nothing may be in flight into shared memory when the block exits
 #ifdef RTNQ_SWAP_TRACE
   RTNQ_SWAP_STAMP(stamp[5]);

@@ -218,7 +218,7 @@ inline CheckResult check_repack(Context& ctx, int64_t n, int64_t k, int bits, in
 
 enum class Path {
   kQuant, kQuantNoSplit, kQuantTile16, kQuantTile64, kQuantTiled, kDecode, kDecodeLong, kSwap8, kSwap16, kSwap32,
-  kSwap64, kSwap128, kSwapMma, kSwapStreamK, kSwapCluster2, kSwapCluster5, kSwapCluster16, kSwap16Cluster4,
+  kSwap64, kSwap128, kSwapMma, kSwapStreamK, kSwapCluster2, kSwapCluster5, kSwapCluster8, kSwapCluster16, kSwap16Cluster4,
   kSwap16Scaled, kSwapPacked, kDense, kDequant, kAutoCached
 };
 inline const char* path_label(Path p) {
@@ -239,6 +239,7 @@ inline const char* path_label(Path p) {
     case Path::kSwapStreamK: return "swap-streamk";
     case Path::kSwapCluster2: return "swap-cluster2";
     case Path::kSwapCluster5: return "swap-cluster5";
+    case Path::kSwapCluster8: return "swap-cluster8";
     case Path::kSwapCluster16: return "swap-cluster16";
     case Path::kSwap16Cluster4: return "swap16-cluster4";
     case Path::kSwap16Scaled: return "swap16-scaled";
@@ -267,6 +268,7 @@ inline GemmOptions forced_swap_options(Path path) {
     case Path::kSwapStreamK: o.swap_cluster = 1; break;
     case Path::kSwapCluster2: o.swap_cluster = 2; break;
     case Path::kSwapCluster5: o.swap_cluster = 5; break;
+    case Path::kSwapCluster8: o.swap_cluster = 8; break;
     case Path::kSwapCluster16: o.swap_cluster = 16; break;
     case Path::kSwap16Cluster4: o.swap_tokens = 16, o.swap_cluster = 4; break;
     case Path::kSwap16Scaled: o.swap_tokens = 16, o.swap_defer_scales = false; break;
@@ -371,6 +373,7 @@ inline CheckResult check_gemm(Context& ctx, const GemmCase& g, double* err_out =
       case Path::kSwapStreamK:
       case Path::kSwapCluster2:
       case Path::kSwapCluster5:
+      case Path::kSwapCluster8:
       case Path::kSwapCluster16:
       case Path::kSwap16Cluster4:
       case Path::kSwap16Scaled:
@@ -491,6 +494,10 @@ inline std::vector<GemmCase> gemm_cases() {
       for (int64_t m : {2, 33, 64}) cases.push_back({m, 333, 200, bits, -1, act, Path::kSwapCluster2});
       for (int64_t m : {3, 17, 50}) cases.push_back({m, 1000, 1536, bits, 32, act, Path::kSwapCluster5});
       for (int64_t m : {1, 7, 64}) cases.push_back({m, 4096, 14336, bits, 128, act, Path::kSwapCluster16});
+      // 32- and 64-token tiles hand off by push in clusters of 2, 4, 8 and 16: a last column group of 2 strips,
+      // part-filled token tiles, 16-byte and scalar stores of C.
+      for (int64_t m : {24, 50}) cases.push_back({m, 1000, 1536, bits, 32, act, Path::kSwapCluster8});
+      cases.push_back({64, 6144, 4096, bits, 128, act, Path::kSwapCluster8});
       cases.push_back({31, 576, 3072, bits, 64, act, Path::kSwapCluster16});
       for (int64_t m : {17, 40}) cases.push_back({m, 1000, 1536, bits, 32, act, Path::kSwap16Cluster4});
       cases.push_back({33, 4096, 4096, bits, 128, act, Path::kSwapMma});
