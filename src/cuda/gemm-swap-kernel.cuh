@@ -414,6 +414,10 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
   int stage = 0, ld_stage = kAhead;
   for (int it = 0; it < n_iters; ++it) {
     cp_async_wait<kAhead - 1>();
+    // wgmma reads the activation tile through the async proxy, and cp.async wrote it through the generic one: each
+    // thread fences its own copies before the barrier. (Unfenced, every check passed too, but the memory model
+    // does not promise it. H100, 8B layer: +0.4-1.4% at m = 1-32, level at 64; docs/perf-notes.md.)
+    if constexpr (kWG) fence_proxy_async_smem();
     __syncthreads();  // stage `it` is visible; everyone is done with the stage refilled next
 #ifdef RTNQ_SWAP_TRACE
     if (it < 4) RTNQ_SWAP_STAMP(stage_stamp[it]);
