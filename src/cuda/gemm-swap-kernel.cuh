@@ -239,12 +239,13 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
   using Tr = ActTraits<T>;
   constexpr int kLaneU4 = Sz::kLaneU4, kStages = Sz::kStages, kTT = NT / 8;  // token tiles
   constexpr int kQ = Sz::kQ, kThreads = Sz::kThreads;
-  // Stages in flight ahead of the one in use. (Keeping one stage fewer in flight so that wgmma need not drain
-  // at a stage boundary gained nothing: ptxas drains there anyway, warning C7517, because the accumulators are
-  // re-zeroed on the epilogue path of the loop; see docs/perf-notes.md.)
-  // 32 tokens and up (wgmma): two stages ahead, so a stage's last wgmma group may still run while the next stage
-  // starts (the refilled stage is the one used two stages back); the accumulators are waited for only where a
-  // block's share of a tile ends.
+  // Stages in flight ahead of the one in use. 32 tokens and up (wgmma): two, so a stage's last wgmma group may
+  // still run while the next stage starts (the refilled stage is the one used two stages back), and the
+  // accumulators are waited for only where a block's share of a tile ends (H100, 8B layer at m = 64: 97.6 vs
+  // 98.4 us, m = 256 306.0 vs 316.4; docs/perf-notes.md, ninth session). The waits on the epilogue path and after
+  // the loop keep ptxas from adding its own at every stage end (warning C7517), which had made the same change
+  // gain nothing before. 8 and 16 tokens keep three ahead and drain: their wgmmas are short, and the deferred
+  // scales read the partial sums at group ends.
   constexpr bool kNoDrain = kWG && NT >= 32;
   constexpr int kAhead = kNoDrain ? kStages - 2 : kStages - 1;
   constexpr bool kDeferOk = kWG && NT <= 16 && BITS == 4;
@@ -416,7 +417,7 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
     cp_async_wait<kAhead - 1>();
     // wgmma reads the activation tile through the async proxy, and cp.async wrote it through the generic one: each
     // thread fences its own copies before the barrier. (Unfenced, every check passed too, but the memory model
-    // does not promise it. H100, 8B layer: +0.4-1.4% at m = 1-32, level at 64; docs/perf-notes.md.)
+    // does not promise it. H100, 8B layer: +0.4-1.7% at m = 1-32, level at 64; docs/perf-notes.md.)
     if constexpr (kWG) fence_proxy_async_smem();
     __syncthreads();  // stage `it` is visible; everyone is done with the stage refilled next
 #ifdef RTNQ_SWAP_TRACE

@@ -218,8 +218,8 @@ inline CheckResult check_repack(Context& ctx, int64_t n, int64_t k, int bits, in
 
 enum class Path {
   kQuant, kQuantNoSplit, kQuantTile16, kQuantTile64, kQuantTiled, kDecode, kDecodeLong, kSwap8, kSwap16, kSwap32,
-  kSwap64, kSwap128, kSwapMma, kSwapStreamK, kSwapCluster2, kSwapCluster5, kSwapCluster8, kSwapCluster16, kSwap16Cluster4,
-  kSwap16Scaled, kSwapPacked, kDense, kDequant, kAutoCached
+  kSwap64, kSwap128, kSwapMma, kSwapStreamK, kSwapCluster2, kSwapCluster5, kSwapCluster8, kSwapCluster16,
+  kSwap16Cluster4, kSwap16Scaled, kSwapPacked, kDense, kDequant, kAutoCached
 };
 inline const char* path_label(Path p) {
   switch (p) {
@@ -494,8 +494,8 @@ inline std::vector<GemmCase> gemm_cases() {
       for (int64_t m : {2, 33, 64}) cases.push_back({m, 333, 200, bits, -1, act, Path::kSwapCluster2});
       for (int64_t m : {3, 17, 50}) cases.push_back({m, 1000, 1536, bits, 32, act, Path::kSwapCluster5});
       for (int64_t m : {1, 7, 64}) cases.push_back({m, 4096, 14336, bits, 128, act, Path::kSwapCluster16});
-      // 32- and 64-token tiles hand off by push in clusters of 2, 4, 8 and 16: a last column group of 2 strips,
-      // part-filled token tiles, 16-byte and scalar stores of C.
+      // Clusters of 8 at 32 and 64 tokens: part-filled token tiles, a last column group of 2 strips with n past
+      // its last column (1000), and whole tiles of a 6144-wide weight.
       for (int64_t m : {24, 50}) cases.push_back({m, 1000, 1536, bits, 32, act, Path::kSwapCluster8});
       cases.push_back({64, 6144, 4096, bits, 128, act, Path::kSwapCluster8});
       cases.push_back({31, 576, 3072, bits, 64, act, Path::kSwapCluster16});
