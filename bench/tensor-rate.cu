@@ -24,6 +24,7 @@ namespace {
 
 using rtnq::cuda::detail::dequant_slice;
 using rtnq::cuda::detail::mma_16816;
+using rtnq::cuda::detail::fence_proxy_async_smem;
 using rtnq::cuda::detail::smem_u32;
 using rtnq::cuda::detail::Wgmma;
 using rtnq::cuda::detail::wgmma_commit;
@@ -78,6 +79,7 @@ __global__ void __launch_bounds__(128) probe(const uint4* words_g, int iters, fl
   for (int i = tid; i < 16384 / 4; i += 128)  // small finite BF16 values, never zeros
     reinterpret_cast<uint32_t*>(sm)[i] = 0x3c003c00u ^ ((i * 2654435761u) & 0x007f007fu);
   reinterpret_cast<uint4*>(sm + 16384)[tid] = words_g[tid];
+  fence_proxy_async_smem();  // the tiles were stored through the generic proxy; wgmma reads them through the async one
   __syncthreads();
   const uint64_t db = wgmma_desc_k128(smem_u32(b_tile));
   const uint64_t da = wgmma_desc_k128(smem_u32(a_tile));
