@@ -23,8 +23,8 @@
 namespace {
 
 using rtnq::cuda::detail::dequant_slice;
-using rtnq::cuda::detail::mma_16816;
 using rtnq::cuda::detail::fence_proxy_async_smem;
+using rtnq::cuda::detail::mma_16816;
 using rtnq::cuda::detail::smem_u32;
 using rtnq::cuda::detail::Wgmma;
 using rtnq::cuda::detail::wgmma_commit;
