@@ -423,7 +423,8 @@ int main(int argc, char** argv) {
   std::vector<VariantRow> variant_rows;
   // Swapped-operand kernel variants (m = 1..256): k split forced (stream-K, cluster sizes), token tile forced,
   // mma.sync, at least 4 k batches per block, no PDL, clusters packed (not spread), INT8, weights scaled before
-  // the MMA up to 16 tokens (no deferred scales), next to the tiled kernel and cuBLAS BF16 (same run).
+  // the MMA up to 16 tokens (no deferred scales, which only 8-token tiles use), next to the tiled kernel and cuBLAS
+  // BF16 (same run).
   const std::vector<std::string> swap_names = {"swap (auto)", "stream-K", "cluster 2", "cluster 4", "cluster 8", "cluster 16",
                                                "mma.sync", "tokens 8", "tokens 16", "tokens 32", "tokens 64",
                                                "tokens 128", "min 4 batches/block", "no PDL", "clusters packed",

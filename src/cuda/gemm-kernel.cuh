@@ -162,7 +162,7 @@ __device__ __forceinline__ void dequant_slice(const uint32_t* words, int sl, uin
 
 // dequant_slice, then scaled: tile j = 0 by the low half of s_word, tile j = 1 by the high half (see
 // repack-layout.h). The dequantize-and-scale step of the three fused kernels (the swapped-operand kernel's
-// 16-token tiles scale per group in fp32 after the MMA instead).
+// 8-token INT4 tiles scale per group in fp32 after the MMA instead).
 template <int BITS, typename T>
 __device__ __forceinline__ void dequant_slice_scaled(const uint32_t* words, int sl, uint32_t s_word, uint32_t (&b)[4]) {
   using Tr = ActTraits<T>;

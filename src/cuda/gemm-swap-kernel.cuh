@@ -38,13 +38,20 @@
 //     the fp32 workspace, stored transposed ([n][m]: a lane's two tokens are adjacent, so the atomics are
 //     float2), with a per-tile arrival counter; in the block that completes a tile every warp reloads the
 //     finished sums of its own fragment positions into its accumulators, stores C and zeroes the workspace.
-// Deferred scales (INT4, 8- and 16-token tiles with wgmma, groups of 64 and up): the MMAs take the integer weights q
+// Deferred scales (INT4, 8-token tiles with wgmma, groups of 64 and up): the MMAs take the integer weights q
 // (exact in FP16 and BF16) into partial sums per group, which are scaled in fp32 and added to the accumulators at
 // the end of each group. That drops the HMUL2 per two weights from the dequantization - a quarter of its
 // instructions - for one FFMA per accumulator per group, and the scaled weights are no longer rounded to 16 bits.
-// H100, 8B layer: about 1% faster at m = 4-16, no change at m = 1 (docs/perf-notes.md); INT8 was slower with them
-// (8B gate_up at m = 1 45.4 vs 43.1 us), and at 32 tokens and up the second accumulator set does not fit the
-// registers.
+// H100, 8B layer at m = 1-8: 50.3-50.7 us with them, 51.2-51.7 without. INT8 was slower with them (8B gate_up at
+// m = 1 45.4 vs 43.1 us). At 16 tokens the second accumulator set and the word prefetch (below) do not both fit 128
+// registers (32 bytes spilled; 8B layer at m = 16 57.8 us with them, 56.7 without), and at 32 and up the second set
+// does not fit at all.
+// Word prefetch (wgmma): a unit's weight words and scales are read from shared memory while the previous unit's
+// wgmmas run, and the stage's first unit before the copies for a later stage are issued. Read just before their
+// dequantization, their latency stood fully exposed at every unit, since the registers they land in are the A
+// fragments of the wgmma group that is waited for first (ncu, 8B gate_up at m = 64: 16% of the warps' stall samples
+// on the first instruction after those loads). H100, 8B layer: 53.1 -> 50.5 us at m = 1, 96.6 -> 89.7 at m = 64
+// (docs/perf-notes.md, tenth session).
 // Pipeline: block-wide kStages-deep cp.async ring; weights with an L2 evict-first hint when each is read once.
 // The activation tile's XOR swizzle (chunk c of row r at c ^ (r & 7)) is the 128-byte swizzle that wgmma's
 // descriptor names, so ldmatrix and wgmma read the same tile. Programmatic dependent launch as in the decode
@@ -245,10 +252,11 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
   // 98.4 us, m = 256 306.0 vs 316.4; docs/perf-notes.md, ninth session). The waits on the epilogue path and after
   // the loop keep ptxas from adding its own at every stage end (warning C7517), which had made the same change
   // gain nothing before. 8 and 16 tokens keep three ahead and drain: their wgmmas are short, and the deferred
-  // scales read the partial sums at group ends.
+  // scales (8 tokens) read the partial sums at group ends.
   constexpr bool kNoDrain = kWG && NT >= 32;
   constexpr int kAhead = kNoDrain ? kStages - 2 : kStages - 1;
-  constexpr bool kDeferOk = kWG && NT <= 16 && BITS == 4;
+  constexpr bool kDeferOk = kWG && NT == 8 && BITS == 4;
+  constexpr bool kPrefetch = kWG;  // word prefetch (see the top of this file)
   static_assert(!kDeferOk || kQ == 4, "deferred scales: every warpgroup holds all four slices");
   const int spg = kDeferOk ? p.group_stages : 0;  // stages per group, deferred scales; 0: scaled weights
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -423,13 +431,15 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
 #ifdef RTNQ_SWAP_TRACE
     if (it < 4) RTNQ_SWAP_STAMP(stage_stamp[it]);
 #endif
-    if (it + kAhead < n_iters) {
-      issue_w(ld, ld_stage);
-      issue_a(ld, ld_stage);
-      step(ld);
+    if constexpr (!kPrefetch) {
+      if (it + kAhead < n_iters) {
+        issue_w(ld, ld_stage);
+        issue_a(ld, ld_stage);
+        step(ld);
+      }
+      cp_async_commit();
+      if (++ld_stage == kStages) ld_stage = 0;
     }
-    cp_async_commit();
-    if (++ld_stage == kStages) ld_stage = 0;
     const unsigned char* base = smem + stage * Sz::kStageBytes;
     if (++stage == kStages) stage = 0;
 
@@ -443,15 +453,22 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
     // and put in A-fragment order {b0, b2, b1, b3} (see the top of this file).
     // Scale row r of this stage, this lane's 8 scales: word q = slice q, low half column g, high half g + 8.
     auto scale_row = [&](int r) { return s_s[(r * kSwapCols + wstrip * 64 + g * 8) / 8]; };
-    // scale (a constant at every call): scale the weights here, or leave them as integers (deferred scales).
-    auto a_frags = [&](int u, uint32_t (&af)[kQ][4], bool scale) {
-      uint4 wq[kLaneU4];
+    // A unit's raw words and scales, read from shared memory (load_raw), then dequantized into A fragments
+    // (frags_from); a_frags does both at once. scale (a constant at every call): scale the weights here, or leave
+    // them as integers (deferred scales).
+    struct Raw {
+      uint4 w[kLaneU4];
+      uint4 s;
+    };
+    auto load_raw = [&](int u, Raw& r, bool scale) {
 #pragma unroll
-      for (int c = 0; c < kLaneU4; ++c) wq[c] = w_s[(u * 32 + lane) * kLaneU4 + c];
-      uint4 s4 = make_uint4(0, 0, 0, 0);
-      if (scale) s4 = scale_row(u >> p.unit_shift);
-      const uint32_t s_all[4] = {s4.x, s4.y, s4.z, s4.w};
-      const uint32_t* w_all = reinterpret_cast<const uint32_t*>(wq);
+      for (int c = 0; c < kLaneU4; ++c) r.w[c] = w_s[(u * 32 + lane) * kLaneU4 + c];
+      r.s = make_uint4(0, 0, 0, 0);
+      if (scale) r.s = scale_row(u >> p.unit_shift);
+    };
+    auto frags_from = [&](const Raw& r, uint32_t (&af)[kQ][4], bool scale) {
+      const uint32_t s_all[4] = {r.s.x, r.s.y, r.s.z, r.s.w};
+      const uint32_t* w_all = reinterpret_cast<const uint32_t*>(r.w);
       // This warpgroup's slices (selects, not a run-time index into registers, which would go to local memory).
       constexpr int kWordsPerSlice = BITS / 4;
       uint32_t words[kQ * kWordsPerSlice], s_words[kQ];
@@ -474,6 +491,24 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
         af[q][3] = b[3];
       }
     };
+    auto a_frags = [&](int u, uint32_t (&af)[kQ][4], bool scale) {
+      Raw r;
+      load_raw(u, r, scale);
+      frags_from(r, af, scale);
+    };
+    // Word prefetch: the first unit's words are read before this thread's copies for a later stage queue up ahead
+    // of them in the memory pipeline; stage_mma reads each later unit's while the previous unit's wgmmas run.
+    Raw raw0;
+    if constexpr (kPrefetch) {
+      load_raw(kKG == 1 ? 0 : wg, raw0, spg == 0);
+      if (it + kAhead < n_iters) {
+        issue_w(ld, ld_stage);
+        issue_a(ld, ld_stage);
+        step(ld);
+      }
+      cp_async_commit();
+      if (++ld_stage == kStages) ld_stage = 0;
+    }
     if constexpr (kWG) {
       // Every warp takes part (wgmma is warpgroup-wide); an inactive warp's rows are garbage and never stored.
       // Fragments are double-buffered: unit u writes buffer u & 1 once the group of unit u - 2 has completed.
@@ -482,11 +517,14 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
       const uint64_t desc0 = wgmma_desc_k128(a_s);
       uint32_t afb[2][kQ][4];
       auto stage_mma = [&](bool defer) {  // a constant at every call
+        Raw raw[2];
+        if constexpr (kPrefetch) raw[0] = raw0;
 #pragma unroll
         for (int uu = 0; uu < kSwapK / 16 / kKG; ++uu) {
           const int u = kKG == 1 ? uu : uu * kKG + wg;
           if (uu >= 2 || (kNoDrain && uu >= 1)) wgmma_wait<1>();  // the group of unit u - 2 used this buffer
-          a_frags(u, afb[uu & 1], !defer);
+          if constexpr (kPrefetch) frags_from(raw[uu & 1], afb[uu & 1], !defer);
+          else a_frags(u, afb[uu & 1], !defer);
 #ifdef RTNQ_SWAP_TRACE
           if (it == 1 && uu == 0) RTNQ_SWAP_STAMP(unit_stamp[0]);
 #endif
@@ -499,6 +537,10 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
             else Wgmma<T, NT>::run(acc[q], afb[uu & 1][q], desc0 + 2 * u);
           }
           wgmma_commit();
+          if constexpr (kPrefetch) {
+            const int un = kKG == 1 ? uu + 1 : (uu + 1) * kKG + wg;  // the next unit of this warpgroup
+            if (uu + 1 < kSwapK / 16 / kKG) load_raw(un, raw[(uu + 1) & 1], !defer);
+          }
         }
 #ifdef RTNQ_SWAP_TRACE
         if (it == 1) RTNQ_SWAP_STAMP(unit_stamp[1]);

@@ -233,7 +233,7 @@ cudaError_t dispatch_swap_as(const GemmParams& base, int64_t m, size_t ws_bytes,
   // below 64; 64 and up divide or equal the stage's k range).
   p.scale_rows = base.group >= 64 ? 1 : kSwapK / base.group;
   p.unit_shift = base.group >= 64 ? 2 : (base.group == 32 ? 1 : 0);
-  // Deferred scales need whole stages per group; the kernel uses them only at 8 and 16 tokens with wgmma.
+  // Deferred scales need whole stages per group; the kernel uses them only at 8 tokens with wgmma (INT4).
   p.group_stages = opt.swap_defer_scales && base.group >= 64 ? base.group / kSwapK : 0;
 #ifdef RTNQ_SWAP_TRACE
   p.trace = g_swap_trace;

@@ -79,7 +79,7 @@ struct GemmOptions {
   bool swap_spread = true;
   // Swapped-operand kernel: warpgroup MMAs (wgmma, sm_90a) instead of mma.sync.
   bool swap_wgmma = true;
-  // Swapped-operand kernel, INT4, 8- and 16-token tiles with wgmma, groups of 64 and up: multiply the integer
+  // Swapped-operand kernel, INT4, 8-token tiles with wgmma, groups of 64 and up: multiply the integer
   // weights and apply the scales per group in fp32 after the MMA (fewer dequantization instructions); false scales
   // each weight before the MMA, as every other path does.
   bool swap_defer_scales = true;

@@ -219,7 +219,7 @@ inline CheckResult check_repack(Context& ctx, int64_t n, int64_t k, int bits, in
 enum class Path {
   kQuant, kQuantNoSplit, kQuantTile16, kQuantTile64, kQuantTiled, kDecode, kDecodeLong, kSwap8, kSwap16, kSwap32,
   kSwap64, kSwap128, kSwapMma, kSwapStreamK, kSwapCluster2, kSwapCluster5, kSwapCluster8, kSwapCluster16,
-  kSwap16Cluster4, kSwap16Scaled, kSwapPacked, kDense, kDequant, kAutoCached
+  kSwap16Cluster4, kSwap8Scaled, kSwapPacked, kDense, kDequant, kAutoCached
 };
 inline const char* path_label(Path p) {
   switch (p) {
@@ -242,7 +242,7 @@ inline const char* path_label(Path p) {
     case Path::kSwapCluster8: return "swap-cluster8";
     case Path::kSwapCluster16: return "swap-cluster16";
     case Path::kSwap16Cluster4: return "swap16-cluster4";
-    case Path::kSwap16Scaled: return "swap16-scaled";
+    case Path::kSwap8Scaled: return "swap8-scaled";
     case Path::kSwapPacked: return "swap-packed";
     case Path::kDense: return "dense";
     case Path::kDequant: return "dequant";
@@ -271,7 +271,7 @@ inline GemmOptions forced_swap_options(Path path) {
     case Path::kSwapCluster8: o.swap_cluster = 8; break;
     case Path::kSwapCluster16: o.swap_cluster = 16; break;
     case Path::kSwap16Cluster4: o.swap_tokens = 16, o.swap_cluster = 4; break;
-    case Path::kSwap16Scaled: o.swap_tokens = 16, o.swap_defer_scales = false; break;
+    case Path::kSwap8Scaled: o.swap_tokens = 8, o.swap_defer_scales = false; break;
     case Path::kSwapPacked: o.swap_spread = false; break;
     default: break;
   }
@@ -376,7 +376,7 @@ inline CheckResult check_gemm(Context& ctx, const GemmCase& g, double* err_out =
       case Path::kSwapCluster8:
       case Path::kSwapCluster16:
       case Path::kSwap16Cluster4:
-      case Path::kSwap16Scaled:
+      case Path::kSwap8Scaled:
       case Path::kSwapPacked:
         RTNQ_CHECK_CUDA_OR_FAIL(gemm_quant(d_a.ptr, w, d_c.ptr, g.m, ctx.ws, ctx.stream, forced_swap_options(g.path)),
                                 label);
@@ -504,13 +504,13 @@ inline std::vector<GemmCase> gemm_cases() {
       // Clusters launched without the shared-memory padding that spreads them (auto spreads them).
       cases.push_back({1, 4096, 4096, bits, 128, act, Path::kSwapPacked});
       cases.push_back({16, 6144, 4096, bits, 128, act, Path::kSwapPacked});
-      // INT4 8- and 16-token tiles scale per group after the MMA (groups of 64 and up): groups of 4 stages
-      // (folded at group ends inside a block's k range, and at stream-K stripe ends inside a group), and the
-      // per-weight scaling they replace, forced (INT8 always scales per weight).
-      for (int64_t m : {1, 9}) cases.push_back({m, 4096, 4096, bits, 256, act, Path::kQuant});
+      // INT4 8-token tiles scale per group after the MMA (groups of 64 and up): groups of 4 stages (folded at
+      // group ends inside a block's k range, and at stream-K stripe ends inside a group), and the per-weight
+      // scaling they replace, forced (16-token tiles and INT8 always scale per weight).
+      for (int64_t m : {1, 7, 9}) cases.push_back({m, 4096, 4096, bits, 256, act, Path::kQuant});
       cases.push_back({5, 4096, 4096, bits, 256, act, Path::kSwapStreamK});
-      for (int64_t m : {1, 16}) cases.push_back({m, 4096, 14336, bits, 128, act, Path::kSwap16Scaled});
-      cases.push_back({3, 576, 1536, bits, -1, act, Path::kSwap16Scaled});
+      for (int64_t m : {1, 16}) cases.push_back({m, 4096, 14336, bits, 128, act, Path::kSwap8Scaled});
+      cases.push_back({3, 576, 1536, bits, -1, act, Path::kSwap8Scaled});
       cases.push_back({300, 1536, 576, bits, 128, act, Path::kDense});
       cases.push_back({1025, 576, 1536, bits, 64, act, Path::kDense});
       cases.push_back({0, 576, 1536, bits, 64, act, Path::kDequant});
