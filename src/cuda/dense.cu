@@ -39,13 +39,13 @@ int64_t default_dense_crossover_m(int64_t n, int64_t k, int bits) {
   // 256} at which the fused INT4 kernel still beats cuBLAS BF16 on a dense copy. It grows with the weight count,
   // because the fused kernel's fixed cost (launch, ramp, split-k hand-off) is paid once per call while its
   // advantage (4x fewer weight bytes) scales with the weights:
-  //   8B o (17M weights): 32;  8B qkv (25M), gate_up (117M), down (59M), 70B qkv (84M), o (67M): 64;
+  //   8B o (17M weights), qkv (25M), gate_up (117M), down (59M), 70B qkv (84M), o (67M): 64 (8B o was 32 until
+  //   the kernel's word prefetch: at m = 64 13.7 vs 14.4 us since, 14.2-14.6 vs 14.1-14.4 before);
   //   70B gate_up (470M), down (235M): 128.  SmolLM2-sized linears (< 8M): 4 (H100, 8-token tiles: all four win
   //   at m = 1 and 4 by 12-40%, e.g. down 2.9 vs 4.9 us; three of four lose at m = 16).
   (void)bits;
   const int64_t weights = n * k;
   if (weights < (int64_t(8) << 20)) return 4;
-  if (weights < (int64_t(20) << 20)) return 32;
   if (weights < (int64_t(200) << 20)) return 64;
   return 128;
 }
