@@ -246,14 +246,14 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
   using Tr = ActTraits<T>;
   constexpr int kLaneU4 = Sz::kLaneU4, kStages = Sz::kStages, kTT = NT / 8;  // token tiles
   constexpr int kQ = Sz::kQ, kThreads = Sz::kThreads;
-  // Stages in flight ahead of the one in use. 32 tokens and up (wgmma): two, so a stage's last wgmma group may
+  // Stages in flight ahead of the one in use. 16 tokens and up (wgmma): two, so a stage's last wgmma group may
   // still run while the next stage starts (the refilled stage is the one used two stages back), and the
   // accumulators are waited for only where a block's share of a tile ends (H100, 8B layer at m = 64: 97.6 vs
-  // 98.4 us, m = 256 306.0 vs 316.4; docs/perf-notes.md, ninth session). The waits on the epilogue path and after
-  // the loop keep ptxas from adding its own at every stage end (warning C7517), which had made the same change
-  // gain nothing before. 8 and 16 tokens keep three ahead and drain: their wgmmas are short, and the deferred
-  // scales (8 tokens) read the partial sums at group ends.
-  constexpr bool kNoDrain = kWG && NT >= 32;
+  // 98.4 us, m = 256 306.0 vs 316.4; docs/perf-notes.md, ninth session; at m = 16, once the 16-token tiles no
+  // longer deferred their scales, 56.2 vs 57.1-57.3, tenth session). The waits on the epilogue path and after the
+  // loop keep ptxas from adding its own at every stage end (warning C7517), which had made the same change gain
+  // nothing before. 8 tokens keep three ahead and drain: the deferred scales read the partial sums at group ends.
+  constexpr bool kNoDrain = kWG && NT >= 16;
   constexpr int kAhead = kNoDrain ? kStages - 2 : kStages - 1;
   constexpr bool kDeferOk = kWG && NT == 8 && BITS == 4;
   constexpr bool kPrefetch = kWG;  // word prefetch (see the top of this file)
