@@ -50,8 +50,8 @@
 // wgmmas run, and the stage's first unit before the copies for a later stage are issued. Read just before their
 // dequantization, their latency stood fully exposed at every unit, since the registers they land in are the A
 // fragments of the wgmma group that is waited for first (ncu, 8B gate_up at m = 64: 16% of the warps' stall samples
-// on the first instruction after those loads). H100, 8B layer: 53.1 -> 50.5 us at m = 1, 96.6 -> 89.7 at m = 64
-// (docs/perf-notes.md, tenth session).
+// on the first instruction after those loads). H100, 8B layer: 53.1 -> 50.5 us at m = 1, 96.6 -> 89.7-91.5 at
+// m = 64 (docs/perf-notes.md, tenth session).
 // Pipeline: block-wide kStages-deep cp.async ring; weights with an L2 evict-first hint when each is read once.
 // The activation tile's XOR swizzle (chunk c of row r at c ^ (r & 7)) is the 128-byte swizzle that wgmma's
 // descriptor names, so ldmatrix and wgmma read the same tile. Programmatic dependent launch as in the decode
