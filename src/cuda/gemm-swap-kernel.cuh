@@ -431,15 +431,6 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
 #ifdef RTNQ_SWAP_TRACE
     if (it < 4) RTNQ_SWAP_STAMP(stage_stamp[it]);
 #endif
-    if constexpr (!kPrefetch) {
-      if (it + kAhead < n_iters) {
-        issue_w(ld, ld_stage);
-        issue_a(ld, ld_stage);
-        step(ld);
-      }
-      cp_async_commit();
-      if (++ld_stage == kStages) ld_stage = 0;
-    }
     const unsigned char* base = smem + stage * Sz::kStageBytes;
     if (++stage == kStages) stage = 0;
 
@@ -499,16 +490,14 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
     // Word prefetch: the first unit's words are read before this thread's copies for a later stage queue up ahead
     // of them in the memory pipeline; stage_mma reads each later unit's while the previous unit's wgmmas run.
     Raw raw0;
-    if constexpr (kPrefetch) {
-      load_raw(kKG == 1 ? 0 : wg, raw0, spg == 0);
-      if (it + kAhead < n_iters) {
-        issue_w(ld, ld_stage);
-        issue_a(ld, ld_stage);
-        step(ld);
-      }
-      cp_async_commit();
-      if (++ld_stage == kStages) ld_stage = 0;
+    if constexpr (kPrefetch) load_raw(kKG == 1 ? 0 : wg, raw0, spg == 0);
+    if (it + kAhead < n_iters) {
+      issue_w(ld, ld_stage);
+      issue_a(ld, ld_stage);
+      step(ld);
     }
+    cp_async_commit();
+    if (++ld_stage == kStages) ld_stage = 0;
     if constexpr (kWG) {
       // Every warp takes part (wgmma is warpgroup-wide); an inactive warp's rows are garbage and never stored.
       // Fragments are double-buffered: unit u writes buffer u & 1 once the group of unit u - 2 has completed.
