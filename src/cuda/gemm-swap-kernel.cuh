@@ -256,7 +256,6 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
   constexpr bool kNoDrain = kWG && NT >= 16;
   constexpr int kAhead = kNoDrain ? kStages - 2 : kStages - 1;
   constexpr bool kDeferOk = kWG && NT == 8 && BITS == 4;
-  constexpr bool kPrefetch = kWG;  // word prefetch (see the top of this file)
   static_assert(!kDeferOk || kQ == 4, "deferred scales: every warpgroup holds all four slices");
   const int spg = kDeferOk ? p.group_stages : 0;  // stages per group, deferred scales; 0: scaled weights
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -445,7 +444,7 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
     // Scale row r of this stage, this lane's 8 scales: word q = slice q, low half column g, high half g + 8.
     auto scale_row = [&](int r) { return s_s[(r * kSwapCols + wstrip * 64 + g * 8) / 8]; };
     // A unit's raw words and scales, read from shared memory (load_raw), then dequantized into A fragments
-    // (frags_from); a_frags does both at once. scale (a constant at every call): scale the weights here, or leave
+    // (frags_from); a_frags does both at once (mma.sync; wgmma reads a unit ahead, see stage_mma). scale (a constant at every call): scale the weights here, or leave
     // them as integers (deferred scales).
     struct Raw {
       uint4 w[kLaneU4];
@@ -490,7 +489,7 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
     // Word prefetch: the first unit's words are read before this thread's copies for a later stage queue up ahead
     // of them in the memory pipeline; stage_mma reads each later unit's while the previous unit's wgmmas run.
     Raw raw0;
-    if constexpr (kPrefetch) load_raw(kKG == 1 ? 0 : wg, raw0, spg == 0);
+    if constexpr (kWG) load_raw(kKG == 1 ? 0 : wg, raw0, spg == 0);
     if (it + kAhead < n_iters) {
       issue_w(ld, ld_stage);
       issue_a(ld, ld_stage);
@@ -506,14 +505,12 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
       const uint64_t desc0 = wgmma_desc_k128(a_s);
       uint32_t afb[2][kQ][4];
       auto stage_mma = [&](bool defer) {  // a constant at every call
-        Raw raw[2];
-        if constexpr (kPrefetch) raw[0] = raw0;
+        Raw raw[2] = {raw0, {}};
 #pragma unroll
         for (int uu = 0; uu < kSwapK / 16 / kKG; ++uu) {
           const int u = kKG == 1 ? uu : uu * kKG + wg;
           if (uu >= 2 || (kNoDrain && uu >= 1)) wgmma_wait<1>();  // the group of unit u - 2 used this buffer
-          if constexpr (kPrefetch) frags_from(raw[uu & 1], afb[uu & 1], !defer);
-          else a_frags(u, afb[uu & 1], !defer);
+          frags_from(raw[uu & 1], afb[uu & 1], !defer);
 #ifdef RTNQ_SWAP_TRACE
           if (it == 1 && uu == 0) RTNQ_SWAP_STAMP(unit_stamp[0]);
 #endif
@@ -526,10 +523,8 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
             else Wgmma<T, NT>::run(acc[q], afb[uu & 1][q], desc0 + 2 * u);
           }
           wgmma_commit();
-          if constexpr (kPrefetch) {
-            const int un = kKG == 1 ? uu + 1 : (uu + 1) * kKG + wg;  // the next unit of this warpgroup
-            if (uu + 1 < kSwapK / 16 / kKG) load_raw(un, raw[(uu + 1) & 1], !defer);
-          }
+          const int un = kKG == 1 ? uu + 1 : (uu + 1) * kKG + wg;  // the next unit of this warpgroup
+          if (uu + 1 < kSwapK / 16 / kKG) load_raw(un, raw[(uu + 1) & 1], !defer);
         }
 #ifdef RTNQ_SWAP_TRACE
         if (it == 1) RTNQ_SWAP_STAMP(unit_stamp[1]);
