@@ -41,11 +41,15 @@ int64_t default_dense_crossover_m(int64_t n, int64_t k, int bits) {
   // advantage (4x fewer weight bytes) scales with the weights:
   //   8B o (17M weights), qkv (25M), gate_up (117M), down (59M), 70B qkv (84M), o (67M): 64 (8B o was 32 until
   //   the kernel's word prefetch: at m = 64 13.7 vs 14.4 us since, 14.2-14.6 vs 14.1-14.4 before);
-  //   70B gate_up (470M), down (235M): 128.  SmolLM2-sized linears (< 8M): 4 (H100, 8-token tiles: all four win
-  //   at m = 1 and 4 by 12-40%, e.g. down 2.9 vs 4.9 us; three of four lose at m = 16).
+  //   70B gate_up (470M), down (235M): 128.  SmolLM2-sized linears (< 8M): 8, the 8-token tile's last m (H100,
+  //   three readings at m = 8: qkv 3.2 vs 3.2-3.3 us, o 2.8 vs 3.2, gate_up 3.4-3.5 vs 3.9; all four win at m = 1
+  //   and 4 by 12-40%; qkv and gate_up lose at 16), except those with a long k (>= 1536): 32. cuBLAS's time on
+  //   these narrow products grows with k, not m (SmolLM2 down, k = 1536, n = 576: 4.6-4.7 us at every m up to
+  //   64, against 3.2-3.3 at k = 576), and the fused kernel beat it at m = 16 (3.4-3.6 vs 4.7 us) and 32 (4.4-4.5
+  //   vs 4.6-4.7) in six readings of six; at 64 it loses (6.0-6.3).
   (void)bits;
   const int64_t weights = n * k;
-  if (weights < (int64_t(8) << 20)) return 4;
+  if (weights < (int64_t(8) << 20)) return k >= 1536 ? 32 : 8;
   if (weights < (int64_t(200) << 20)) return 64;
   return 128;
 }

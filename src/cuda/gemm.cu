@@ -53,6 +53,10 @@ constexpr int64_t kClusterMaxBatches = 32;
 // blocks fill at least 1.9 per SM (see auto_cluster).
 constexpr int64_t kClusterLongBatches16 = 16;
 constexpr int64_t kClusterLongFillPct16 = 190;
+// INT4 at 8 tokens where the first rule leaves stream-K: clusters of 16, 8 or 4 blocks with up to 16 batches a
+// block, where the grid stays within 2.5 blocks per SM (see auto_cluster).
+constexpr int64_t kClusterLongBatches8 = 16;
+constexpr int64_t kClusterLongFillPct8 = 250;
 
 int sm_count() {
   static const int count = [] {
@@ -182,8 +186,9 @@ cudaError_t dispatch_decode(const GemmParams& base, int64_t m, size_t ws_bytes, 
 // stream-K (H100: 8B down at m = 1, clusters of 16 with 14 batches a block, 22.4 vs 16.4 us; 70B o, 512 blocks
 // either way, 20.1 vs 17.3), so they keep stream-K: at 8 and 16 tokens clusters pay up to 4 batches a warpgroup
 // (8B qkv 9.3 vs 11.9 us), or 16 in clusters of at most 4 (8B gate_up at m = 16: 25.9 vs 29.9) - and, since the
-// kernel's later changes, INT4 16-token tiles take up to 16 in any size (below); at 32 and 64 tokens the hand-off
-// is large and they pay up to 32 (8B layer at m = 64: 110 vs 158 us). docs/perf-notes.md, "Cluster split-k".
+// kernel's later changes, INT4 16-token tiles take up to 16 in any size, and INT4 8-token tiles up to 16 in spread
+// clusters (both below); at 32 and 64 tokens the hand-off is large and they pay up to 32 (8B layer at m = 64: 110
+// vs 158 us). docs/perf-notes.md, "Cluster split-k".
 template <int BITS, typename T, int NT, int MODE>
 int auto_cluster(int64_t tiles, int kbs, const GemmOptions& opt) {
   if (!SwapSizes<BITS, NT, MODE>::kClusterOk || opt.max_splits == 1 || opt.swap_cluster != 0) return 0;
@@ -209,6 +214,17 @@ int auto_cluster(int64_t tiles, int kbs, const GemmOptions& opt) {
   if constexpr (BITS == 4 && NT == 16 && MODE == kSwapWg) {
     for (int s = 2; s <= int(most); ++s)
       if ((kbs + s - 1) / s <= kClusterLongBatches16 && tiles * s * 100 >= sm_count() * kClusterLongFillPct16 &&
+          gemm_swap_max_clusters<BITS, T, NT, MODE>(s, 0) >= tiles)
+        return s;
+  }
+  // INT4, 8 tokens (m <= 8), long k: since the word prefetch (tenth session) clusters beat stream-K here too, as
+  // long as their blocks stay spread (at most 2.5 a SM) and a block takes at most 16 batches. H100, m = 1, swap
+  // variants of one run (eleventh session): 70B qkv in clusters of 8 16.3 us vs 18.8 stream-K, 70B o 15.7 vs 16.0,
+  // 8B down in clusters of 16 14.2 vs 14.7; but 70B o in clusters of 16 (512 blocks, 3.9 a SM) 17.8, and 70B down
+  // in clusters of 8 (56 batches a block) 49.4 vs 43.5.
+  if constexpr (BITS == 4 && NT == 8 && MODE == kSwapWg) {
+    for (int s = kSwapMaxCluster; s >= 4; s /= 2)
+      if (s <= most && (kbs + s - 1) / s <= kClusterLongBatches8 && tiles * s * 100 <= sm_count() * kClusterLongFillPct8 &&
           gemm_swap_max_clusters<BITS, T, NT, MODE>(s, 0) >= tiles)
         return s;
   }

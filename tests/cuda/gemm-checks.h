@@ -523,6 +523,10 @@ inline std::vector<GemmCase> gemm_cases() {
     cases.push_back({1, s.n, s.k, 4, 128, DType::kBF16, Path::kQuant});
     cases.push_back({2, s.n, s.k, 8, 128, DType::kF16, Path::kQuant});
   }
+  // INT4 8-token tiles on long k: auto takes spread clusters of up to 16 batches a block there (70B qkv and o: 8,
+  // 8B down: 16); with groups of 256 the deferred scales fold at block ends inside a group (14 batches a block).
+  cases.push_back({3, 10240, 8192, 4, 128, DType::kF16, Path::kQuant});
+  cases.push_back({8, 4096, 14336, 4, 256, DType::kBF16, Path::kQuant});
   cases.push_back({4096, 4096, 4096, 4, 128, DType::kBF16, Path::kQuant});
   cases.push_back({7, 300, 200, 4, -1, DType::kF16, Path::kQuant});  // n and k off every tile
   return cases;
