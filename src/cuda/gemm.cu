@@ -54,9 +54,11 @@ constexpr int64_t kClusterMaxBatches = 32;
 constexpr int64_t kClusterLongBatches16 = 16;
 constexpr int64_t kClusterLongFillPct16 = 190;
 // INT4 at 8 tokens where the first rule leaves stream-K: clusters of 16, 8 or 4 blocks with up to 16 batches a
-// block, where the grid stays within 2.5 blocks per SM (see auto_cluster).
+// block, where the grid stays spread (see auto_cluster).
 constexpr int64_t kClusterLongBatches8 = 16;
-constexpr int64_t kClusterLongFillPct8 = 250;
+// The most blocks per SM (x 100) that a cluster grid of INT4 8- or 16-token tiles may have and still spread over
+// the SMs (swap_smem_bytes pads for 2-3 a SM); above it the clusters pack, and the small calls slow down.
+constexpr int64_t kClusterSpreadPct = 250;
 
 int sm_count() {
   static const int count = [] {
@@ -204,7 +206,19 @@ int auto_cluster(int64_t tiles, int kbs, const GemmOptions& opt) {
                          SwapSizes<BITS, NT, MODE>::kKGroups;
   const bool pays = NT <= 16 ? per_wg <= kClusterMaxBatches16 || (csplit <= 4 && per_wg <= 16)
                              : per_wg <= kClusterMaxBatches;
-  if (pays) return csplit;
+  if (pays) {
+    // INT4 up to 16 tokens: a large cluster size whose grid packs the SMs (more than 2.5 blocks a SM: the card
+    // cannot spread it) gives way to half that size, if a block then takes at most 8 batches. H100, 8B qkv (24
+    // tiles: 384 blocks in clusters of 16, 192 in 8), four runs of the swap variants: 7.9 / 7.9 us at m = 1-4,
+    // 8.0 vs 8.3 at m = 8, 8.7 vs 9.1 at m = 16 (eleventh session).
+    if constexpr (BITS == 4 && NT <= 16 && MODE == kSwapWg) {
+      const int half = csplit / 2;
+      if (csplit >= 8 && tiles * csplit * 100 > sm_count() * kClusterSpreadPct && (kbs + half - 1) / half <= 8 &&
+          gemm_swap_max_clusters<BITS, T, NT, MODE>(half, 0) >= tiles)
+        return half;
+    }
+    return csplit;
+  }
   // INT4, 16 tokens (m = 9-16), long k: stream-K's hand-off of 16 tokens (float2 atomics into the workspace, a
   // fence, the counter, the read-back) costs more than a cluster's, so clusters take k ranges of up to 16 batches
   // here, in the smallest size that still gives ~2 blocks per SM. H100, m = 16: 8B down 16.9 us in clusters of 16
@@ -224,7 +238,7 @@ int auto_cluster(int64_t tiles, int kbs, const GemmOptions& opt) {
   // in clusters of 8 (56 batches a block) 49.4 vs 43.5.
   if constexpr (BITS == 4 && NT == 8 && MODE == kSwapWg) {
     for (int s = kSwapMaxCluster; s >= 4; s /= 2)
-      if (s <= most && (kbs + s - 1) / s <= kClusterLongBatches8 && tiles * s * 100 <= sm_count() * kClusterLongFillPct8 &&
+      if (s <= most && (kbs + s - 1) / s <= kClusterLongBatches8 && tiles * s * 100 <= sm_count() * kClusterSpreadPct &&
           gemm_swap_max_clusters<BITS, T, NT, MODE>(s, 0) >= tiles)
         return s;
   }
