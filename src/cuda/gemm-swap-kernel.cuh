@@ -444,8 +444,8 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
     // Scale row r of this stage, this lane's 8 scales: word q = slice q, low half column g, high half g + 8.
     auto scale_row = [&](int r) { return s_s[(r * kSwapCols + wstrip * 64 + g * 8) / 8]; };
     // A unit's raw words and scales, read from shared memory (load_raw), then dequantized into A fragments
-    // (frags_from); a_frags does both at once (mma.sync; wgmma reads a unit ahead, see stage_mma). scale (a constant at every call): scale the weights here, or leave
-    // them as integers (deferred scales).
+    // (frags_from); a_frags does both at once (mma.sync; wgmma reads a unit ahead, see stage_mma). scale (a
+    // constant at every call): scale the weights here, or leave them as integers (deferred scales).
     struct Raw {
       uint4 w[kLaneU4];
       uint4 s;

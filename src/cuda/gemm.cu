@@ -59,6 +59,9 @@ constexpr int64_t kClusterLongBatches8 = 16;
 // The most blocks per SM (x 100) that a cluster grid of INT4 8- or 16-token tiles may have and still spread over
 // the SMs (swap_smem_bytes pads for 2-3 a SM); above it the clusters pack, and the small calls slow down.
 constexpr int64_t kClusterSpreadPct = 250;
+// INT4 up to 16 tokens: a packed grid of clusters of 8 or more takes half the size if a block then has at most
+// this many batches (see auto_cluster).
+constexpr int64_t kClusterHalfMaxBatches = 8;
 
 int sm_count() {
   static const int count = [] {
@@ -213,7 +216,7 @@ int auto_cluster(int64_t tiles, int kbs, const GemmOptions& opt) {
     // 8.0 vs 8.3 at m = 8, 8.7 vs 9.1 at m = 16 (eleventh session).
     if constexpr (BITS == 4 && NT <= 16 && MODE == kSwapWg) {
       const int half = csplit / 2;
-      if (csplit >= 8 && tiles * csplit * 100 > sm_count() * kClusterSpreadPct && (kbs + half - 1) / half <= 8 &&
+      if (csplit >= 8 && tiles * csplit * 100 > sm_count() * kClusterSpreadPct && (kbs + half - 1) / half <= kClusterHalfMaxBatches &&
           gemm_swap_max_clusters<BITS, T, NT, MODE>(half, 0) >= tiles)
         return half;
     }
