@@ -15,7 +15,8 @@
 //   --no-variants: skip both variants tables; --ms: the m values of the main table; --shapes: only these models;
 //   --hot: no weight rotation (weights that fit stay in L2: the per-call cost without the DRAM stream);
 //   --trace K,N,M[,NT[,CLUSTER]] (builds with -DRTNQ_SWAP_TRACE only): one graph of back-to-back INT4 calls over
-//   rotated weights, and where each call's time goes, from per-block timestamps of the swapped-operand kernel.
+//   rotated weights, and where each call's time goes, from per-block timestamps of the swapped-operand kernel; for
+//   calls 1-3 also the blocks grouped by how many blocks of the call shared their SM.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -24,6 +25,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -333,6 +335,24 @@ int trace_calls(int64_t k, int64_t n, int64_t m, int nt, int cluster) {
                 i, bl.size(), n_sm, csplit, rel(lo[0]), rel(lo[1]), rel(hi[1]), rel(hi[2]), rel(hi[5]), median(d[0]),
                 median(d[1]), median(d[2]), median(d[3]), median(d[4]), median(barrier), mean(sd[0]), mean(sd[1]),
                 mean(sd[2]), mean(sd[3]), mean(ud[0]), mean(ud[1]), mean(ud[2]));
+    // Calls 1-3, their blocks grouped by how many blocks of the same call shared their SM: the hardware places a
+    // cluster inside one GPC and fills SMs up to the blocks-per-SM cap, so some SMs run 3 blocks of a call while
+    // others run 1, and the call ends with its most loaded SM.
+    if (i >= 1 && i <= 3) {
+      std::map<unsigned, int> per_sm;
+      for (const auto* b : bl) ++per_sm[unsigned(b[1] >> 32)];
+      std::map<int, std::vector<double>> handoff, end;
+      for (const auto* b : bl) {
+        const int load = per_sm[unsigned(b[1] >> 32)];
+        if (st(b, 2) != 0) handoff[load].push_back(rel(st(b, 2)));
+        if (st(b, 5) != 0) end[load].push_back(rel(st(b, 5)));
+      }
+      std::printf("  call %d, blocks by their SM's load:", i);
+      for (const auto& [load, h] : handoff)
+        std::printf(" [%d a SM: %zu SMs, hand-off mean %.2f max %.2f, end mean %.2f]", load, h.size() / size_t(load),
+                    mean(h), *std::max_element(h.begin(), h.end()), mean(end[load]));
+      std::printf("\n");
+    }
     prev_end = double(hi[5]);
     if (i == 0) first_end = prev_end;
     last_end = prev_end;

@@ -3,7 +3,9 @@
 // warpgroup that multiplies a 256-column x 64-k weight stage, held in shared memory, by an N-token activation
 // tile, over and over, in the ways the kernel could:
 //   - wgmma with A from registers (RS), the weights fixed (the tensor-core issue rate alone) or dequantized from
-//     INT4 words every unit (the kernel's inner loop: dequant_slice, then four m64nNk16);
+//     INT4 words every unit (the kernel's inner loop: dequant_slice, then four m64nNk16); also dequantized and
+//     scaled (dequant_slice_scaled: what 16-token tiles and up run), and with no bias subtraction (the integer
+//     shifts and LOP3s alone: what a form that folds the -8 offset into the fp32 epilogue would cost);
 //   - wgmma with A from shared memory (SS), weights fixed;
 //   - mma.sync m16n8k16 (4 slices x N/8 tiles per warp), weights fixed or dequantized.
 // "stage sync": a wgmma drain and a block barrier every 4 units, as the kernel's ring does at each stage.
@@ -23,6 +25,8 @@
 namespace {
 
 using rtnq::cuda::detail::dequant_slice;
+using rtnq::cuda::detail::dequant_slice_scaled;
+using rtnq::cuda::detail::lop3_and_or;
 using rtnq::cuda::detail::fence_proxy_async_smem;
 using rtnq::cuda::detail::mma_16816;
 using rtnq::cuda::detail::smem_u32;
@@ -65,12 +69,18 @@ struct WgmmaSs<16> {
   }
 };
 
-enum Mode : int { kRsFixed, kRsDequant, kSs, kMmaFixed, kMmaDequant };
+enum Mode : int { kRsFixed, kRsDequant, kRsDequantScaled, kRsDequantNoBias, kSs, kMmaFixed, kMmaDequant };
+
+// INT4 word -> the four B registers holding 128 + q (BF16), without the subtraction of 136 that dequant_int4 does.
+__device__ __forceinline__ void dequant_int4_no_bias(uint32_t w, uint32_t (&b)[4]) {
+#pragma unroll
+  for (int p = 0; p < 4; ++p) b[p] = lop3_and_or(w >> (4 * p), 0x000f000fu, 0x43004300u);
+}
 
 template <int N, int MODE, bool SYNC>
 __global__ void __launch_bounds__(128) probe(const uint4* words_g, int iters, float* sink) {
-  constexpr bool kWg = MODE == kRsFixed || MODE == kRsDequant || MODE == kSs;
-  constexpr bool kDequant = MODE == kRsDequant || MODE == kMmaDequant;
+  constexpr bool kWg = MODE != kMmaFixed && MODE != kMmaDequant;
+  constexpr bool kDequant = MODE != kRsFixed && MODE != kSs && MODE != kMmaFixed;
   __shared__ __align__(1024) unsigned char sm[8192 + 8192 + 2048];
   unsigned char* b_tile = sm;                                  // N x 64 activations, 128-byte swizzled rows
   unsigned char* a_tile = sm + 8192;                           // SS: 64 x 64 weights
@@ -100,7 +110,9 @@ __global__ void __launch_bounds__(128) probe(const uint4* words_g, int iters, fl
 #pragma unroll
         for (int q = 0; q < 4; ++q) {
           uint32_t b[4];
-          dequant_slice<4, T>(words, q, b);
+          if constexpr (MODE == kRsDequantScaled) dequant_slice_scaled<4, T>(words, q, words[q] | 0x3c003c00u, b);
+          else if constexpr (MODE == kRsDequantNoBias) dequant_int4_no_bias(words[q], b);
+          else dequant_slice<4, T>(words, q, b);
           af[u & 1][q][0] = b[0], af[u & 1][q][1] = b[2], af[u & 1][q][2] = b[1], af[u & 1][q][3] = b[3];
         }
       }
@@ -208,6 +220,9 @@ int main() {
   row<16, kRsDequant, true>(c, "RS wgmma + INT4 dequant");
   row<32, kRsDequant, true>(c, "RS wgmma + INT4 dequant");
   row<16, kRsDequant, false>(c, "RS wgmma + INT4 dequant");
+  row<8, kRsDequantNoBias, true>(c, "RS wgmma + INT4 dequant, no bias subtraction");
+  row<16, kRsDequantScaled, true>(c, "RS wgmma + INT4 dequant + scale");
+  row<64, kRsDequantScaled, true>(c, "RS wgmma + INT4 dequant + scale");
   row<8, kSs, false>(c, "SS wgmma, weights fixed");
   row<16, kSs, false>(c, "SS wgmma, weights fixed");
   row<8, kMmaFixed, false>(c, "mma.sync, weights fixed");
