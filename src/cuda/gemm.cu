@@ -75,6 +75,12 @@ int sm_count() {
   return count;
 }
 
+// Whether `tiles` clusters of `size` blocks stay within kClusterSpreadPct blocks a SM, where the spread padding
+// (swap_smem_bytes) can keep them apart; the INT4 small-tile rules of auto_cluster prefer such grids.
+bool cluster_grid_spreads(int64_t tiles, int size) {
+  return tiles * size * 100 <= int64_t(sm_count()) * kClusterSpreadPct;
+}
+
 // A split-k workspace: `count` arrival counters (padded to 256 bytes), then the fp32 partial sums of the whole
 // [m, n] output. The layout every fused kernel uses; gemm_workspace_bytes sizes it for the largest call.
 size_t split_workspace_bytes(int64_t count, int64_t m, int64_t n) {
@@ -216,7 +222,7 @@ int auto_cluster(int64_t tiles, int kbs, const GemmOptions& opt) {
     // 8.0 vs 8.3 at m = 8, 8.7 vs 9.1 at m = 16 (eleventh session).
     if constexpr (BITS == 4 && NT <= 16 && MODE == kSwapWg) {
       const int half = csplit / 2;
-      if (csplit >= 8 && tiles * csplit * 100 > sm_count() * kClusterSpreadPct && (kbs + half - 1) / half <= kClusterHalfMaxBatches &&
+      if (csplit >= 8 && !cluster_grid_spreads(tiles, csplit) && (kbs + half - 1) / half <= kClusterHalfMaxBatches &&
           gemm_swap_max_clusters<BITS, T, NT, MODE>(half, 0) >= tiles)
         return half;
     }
@@ -241,7 +247,7 @@ int auto_cluster(int64_t tiles, int kbs, const GemmOptions& opt) {
   // in clusters of 8 (56 batches a block) 49.4 vs 43.5.
   if constexpr (BITS == 4 && NT == 8 && MODE == kSwapWg) {
     for (int s = kSwapMaxCluster; s >= 4; s /= 2)
-      if (s <= most && (kbs + s - 1) / s <= kClusterLongBatches8 && tiles * s * 100 <= sm_count() * kClusterSpreadPct &&
+      if (s <= most && (kbs + s - 1) / s <= kClusterLongBatches8 && cluster_grid_spreads(tiles, s) &&
           gemm_swap_max_clusters<BITS, T, NT, MODE>(s, 0) >= tiles)
         return s;
   }
