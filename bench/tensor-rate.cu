@@ -110,10 +110,14 @@ __global__ void __launch_bounds__(128) probe(const uint4* words_g, int iters, fl
 #pragma unroll
         for (int q = 0; q < 4; ++q) {
           uint32_t b[4];
-          const uint32_t scale = (words[q] & 0x007f007fu) | 0x3c003c00u;  // small finite BF16 scales
-          if constexpr (MODE == kRsDequantScaled) dequant_slice_scaled<4, T>(words, q, scale, b);
-          else if constexpr (MODE == kRsDequantNoBias) dequant_int4_no_bias(words[q], b);
-          else dequant_slice<4, T>(words, q, b);
+          if constexpr (MODE == kRsDequantScaled) {
+            const uint32_t scale = (words[q] & 0x007f007fu) | 0x3c003c00u;  // small finite BF16 scales
+            dequant_slice_scaled<4, T>(words, q, scale, b);
+          } else if constexpr (MODE == kRsDequantNoBias) {
+            dequant_int4_no_bias(words[q], b);
+          } else {
+            dequant_slice<4, T>(words, q, b);
+          }
           af[u & 1][q][0] = b[0], af[u & 1][q][1] = b[2], af[u & 1][q][2] = b[1], af[u & 1][q][3] = b[3];
         }
       }
