@@ -444,13 +444,15 @@ int main(int argc, char** argv) {
   // Swapped-operand kernel variants (m = 1..256): k split forced (stream-K, cluster sizes), token tile forced,
   // mma.sync, at least 4 k batches per block, no PDL, clusters packed (not spread), INT8, weights scaled before
   // the MMA up to 16 tokens (no deferred scales, which only 8-token tiles use), next to the tiled kernel and cuBLAS
-  // BF16 (same run).
+  // BF16 (same run); and the strip kernel at m <= 8 (its own split, forced one or two blocks a strip, unpadded
+  // blocks, INT8).
   const std::vector<std::string> swap_names = {"swap (auto)", "stream-K", "cluster 2", "cluster 4", "cluster 8", "cluster 16",
                                                "mma.sync", "tokens 8", "tokens 16", "tokens 32", "tokens 64",
                                                "tokens 128", "min 4 batches/block", "no PDL", "clusters packed",
                                                "tiled kernel", "INT8 swap",
-                                               "INT8 stream-K", "scaled weights", "INT8 scaled weights", "cuBLAS BF16",
-                                               "INT4 roofline"};
+                                               "INT8 stream-K", "scaled weights", "INT8 scaled weights", "strip",
+                                               "strip 1 a strip", "strip 2 a strip", "strip unpadded", "INT8 strip",
+                                               "cuBLAS BF16", "INT4 roofline"};
   std::vector<VariantRow> swap_rows;
   std::vector<int64_t> swap_ms = {1, 4, 16, 32, 64, 128, 256};
   if (swap_only && !ms_arg.empty()) swap_ms = ms_arg;
@@ -539,6 +541,19 @@ int main(int argc, char** argv) {
         scaled.swap_defer_scales = false;
         v.us.push_back(m <= 16 ? t(w4, c4, scaled) : std::nan(""));
         v.us.push_back(m <= 16 ? t(w8, c8, scaled) : std::nan(""));
+        auto strip = [&](std::vector<rc::RepackedWeight>& w, int copies, int split, int per_sm) {
+          if (m > 8) return std::nan("");
+          rc::GemmOptions o;
+          o.kernel = rc::GemmOptions::Kernel::kStrip;
+          o.strip_split = split;
+          o.strip_per_sm = per_sm;
+          return time_graph([&](int i) { BENCH_CHECK(rc::gemm_quant(a, w[i], c, m, ws, g_stream, o)); }, copies);
+        };
+        v.us.push_back(strip(w4, c4, 0, 1));
+        v.us.push_back(strip(w4, c4, 1, 1));
+        v.us.push_back(strip(w4, c4, 2, 1));
+        v.us.push_back(strip(w4, c4, 0, 0));
+        v.us.push_back(strip(w8, c8, 0, 1));
         v.us.push_back(time_graph([&](int i) { BENCH_CHECK(rc::cublas_gemm_nt(a, dense[i], c, m, s.n, s.k, DType::kBF16, cublas)); }, cd));
         v.us.push_back((q4_bytes + double(m) * (s.k + s.n) * 2) / (copy_gbs * 1e3));
         swap_rows.push_back(v);

@@ -65,6 +65,7 @@
 #include <atomic>
 
 #include "cuda/gemm-kernel.cuh"
+#include "cuda/launch-util.h"
 #include "cuda/wgmma.cuh"
 #ifdef RTNQ_SWAP_TRACE
 #include "cuda/gemm.h"  // kSwapTraceWords
@@ -76,7 +77,7 @@ inline constexpr int kSwapStrips = 4;               // 64-column strips per bloc
 inline constexpr int kSwapCols = kSwapStrips * 64;  // output columns per block
 inline constexpr int kSwapK = 64;                   // k per stage (4 units)
 inline constexpr int kSwapMaxCluster = 16;          // the largest (non-portable) cluster size of sm_90
-inline constexpr int kSwapMaxPerSm = 8;             // blocks per SM a spread launch may ask for (swap_smem_bytes)
+inline constexpr int kSwapMaxPerSm = 8;             // blocks per SM a spread launch may ask for (padded_smem_bytes)
 // Cluster split-k parks a block's fp32 tile as [token][column] rows of 256 + 4 floats: lane (g, t) writes column
 // g of token 2t, so rows 8 banks apart put a warp's 32 writes in 32 banks; rows stay 16-byte aligned for the
 // float4 reads of the reduction.
@@ -744,48 +745,12 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
 #endif
 }
 
-// Dynamic shared memory for a block that needs `need` bytes, padded so that at most `per_sm` blocks fit on an SM
-// (0: no padding). Cluster split-k uses it to spread a small grid: the hardware packs a cluster's blocks onto as
-// few SMs of a GPC as their resources allow (8B o at m = 1: 256 blocks on 66-116 of 132 SMs, 4 to an SM on many),
-// and a small-tile block's stage time grows with the blocks that share its SM (docs/perf-notes.md). The padding
-// leaves room for the per-block reservation and the kernel's static shared memory.
-inline int swap_smem_bytes(int need, int per_sm) {
-  struct SmemLimits {
-    int per_sm, reserved, optin;
-  };
-  static const SmemLimits lim = [] {
-    SmemLimits l{0, 0, 0};
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&l.per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&l.reserved, cudaDevAttrReservedSharedMemoryPerBlock, dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&l.optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) {
-      (void)cudaGetLastError();
-      l = SmemLimits{0, 0, 0};
-    }
-    return l;
-  }();
-  if (per_sm <= 0 || lim.per_sm <= 0) return need;
-  constexpr int kStaticMargin = 256;  // the kernel's static __shared__ variables
-  const int padded = (std::min(lim.per_sm / per_sm - lim.reserved, lim.optin) - kStaticMargin) / 128 * 128;
-  return std::max(need, padded);
-}
-
 template <int BITS, typename T, int NT, int MODE>
 cudaError_t swap_smem_attr() {
   static const cudaError_t e = cudaFuncSetAttribute(gemm_swap_kernel<BITS, T, NT, MODE>,
                                                     cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                    swap_smem_bytes(SwapSizes<BITS, NT, MODE>::kSmemBytes, 1));
+                                                    padded_smem_bytes(SwapSizes<BITS, NT, MODE>::kSmemBytes, 1));
   return e;
-}
-
-// The launch attribute that groups the grid into 1-D clusters of `size` blocks.
-inline cudaLaunchAttribute cluster_dim_attr(int size) {
-  cudaLaunchAttribute a{};
-  a.id = cudaLaunchAttributeClusterDimension;
-  a.val.clusterDim.x = unsigned(size);
-  a.val.clusterDim.y = a.val.clusterDim.z = 1;
-  return a;
 }
 
 template <int BITS, typename T, int NT, int MODE>
@@ -794,14 +759,11 @@ cudaError_t launch_gemm_swap(const SwapParams& p, int blocks, bool pdl, int per_
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(unsigned(blocks), 1, 1);
   cfg.blockDim = dim3(unsigned(SwapSizes<BITS, NT, MODE>::kThreads), 1, 1);
-  cfg.dynamicSmemBytes = size_t(swap_smem_bytes(SwapSizes<BITS, NT, MODE>::kSmemBytes, per_sm));
+  cfg.dynamicSmemBytes = size_t(padded_smem_bytes(SwapSizes<BITS, NT, MODE>::kSmemBytes, per_sm));
   cfg.stream = stream;
   cudaLaunchAttribute attr[2];
   unsigned n_attr = 0;
-  if (pdl) {
-    attr[n_attr].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[n_attr++].val.programmaticStreamSerializationAllowed = 1;
-  }
+  if (pdl) attr[n_attr++] = pdl_attr();
   if (p.csplit > 1) attr[n_attr++] = cluster_dim_attr(p.csplit);
   cfg.attrs = attr;
   cfg.numAttrs = n_attr;
@@ -843,7 +805,7 @@ int gemm_swap_max_clusters(int size, int per_sm) {
     cudaLaunchConfig_t cfg{};
     cfg.gridDim = dim3(unsigned(size), 1, 1);
     cfg.blockDim = dim3(unsigned(SwapSizes<BITS, NT, MODE>::kThreads), 1, 1);
-    cfg.dynamicSmemBytes = size_t(swap_smem_bytes(SwapSizes<BITS, NT, MODE>::kSmemBytes, per_sm));
+    cfg.dynamicSmemBytes = size_t(padded_smem_bytes(SwapSizes<BITS, NT, MODE>::kSmemBytes, per_sm));
     cudaLaunchAttribute attr = cluster_dim_attr(size);
     cfg.attrs = &attr;
     cfg.numAttrs = 1;

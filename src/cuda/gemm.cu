@@ -9,6 +9,7 @@
 #include "cuda/cuda-error.h"
 #include "cuda/gemm-decode-kernel.cuh"
 #include "cuda/gemm-kernel.cuh"
+#include "cuda/gemm-strip-kernel.cuh"
 #include "cuda/gemm-swap-kernel.cuh"
 #include "cuda/gemm.h"
 
@@ -21,6 +22,8 @@ RTNQ_DECODE_INSTANCES_FOR(extern, half)
 RTNQ_DECODE_INSTANCES_FOR(extern, __nv_bfloat16)
 RTNQ_SWAP_INSTANCES_FOR(extern, half)
 RTNQ_SWAP_INSTANCES_FOR(extern, __nv_bfloat16)
+RTNQ_STRIP_INSTANCES_FOR(extern, half)
+RTNQ_STRIP_INSTANCES_FOR(extern, __nv_bfloat16)
 
 namespace {
 thread_local std::string t_error;
@@ -57,7 +60,7 @@ constexpr int64_t kClusterLongFillPct16 = 190;
 // block, where the grid stays spread (see auto_cluster).
 constexpr int64_t kClusterLongBatches8 = 16;
 // The most blocks per SM (x 100) that a cluster grid of INT4 8- or 16-token tiles may have and still spread over
-// the SMs (swap_smem_bytes pads for 2-3 a SM); above it the clusters pack, and the small calls slow down.
+// the SMs (padded_smem_bytes pads for 2-3 a SM); above it the clusters pack, and the small calls slow down.
 constexpr int64_t kClusterSpreadPct = 250;
 // INT4 up to 16 tokens: a packed grid of clusters of 8 or more takes half the size if a block then has at most
 // this many batches (see auto_cluster).
@@ -76,7 +79,7 @@ int sm_count() {
 }
 
 // Whether `tiles` clusters of `size` blocks stay within kClusterSpreadPct blocks a SM, where the spread padding
-// (swap_smem_bytes) can keep them apart; the INT4 small-tile rules of auto_cluster prefer such grids.
+// (padded_smem_bytes) can keep them apart; the INT4 small-tile rules of auto_cluster prefer such grids.
 bool cluster_grid_spreads(int64_t tiles, int size) {
   return tiles * size * 100 <= int64_t(sm_count()) * kClusterSpreadPct;
 }
@@ -307,7 +310,7 @@ cudaError_t dispatch_swap_as(const GemmParams& base, int64_t m, size_t ws_bytes,
   if (!split) grid = tiles;
   if (csplit > 1) grid = tiles * csplit;  // needs no workspace
   if (grid > INT32_MAX) return fail(cudaErrorInvalidValue, "gemm_quant: m = " + std::to_string(m) + " is too large");
-  // Cluster split-k, spread: the fewest blocks per SM that still hold every cluster at once (see swap_smem_bytes).
+  // Cluster split-k, spread: the fewest blocks per SM that still hold every cluster at once (see padded_smem_bytes).
   int per_sm = 0;
   if (csplit > 1 && opt.swap_spread) {
     const int natural = gemm_swap_blocks_per_sm<BITS, T, NT, MODE>();
@@ -356,6 +359,60 @@ cudaError_t dispatch_swap(const GemmParams& base, int64_t m, size_t ws_bytes, vo
   if (nt == 16) return dispatch_swap_as<BITS, T, 16, kSwapMma>(base, m, ws_bytes, ws_ptr, opt, stream);
   if (nt == 32) return dispatch_swap_as<BITS, T, 32, kSwapMma>(base, m, ws_bytes, ws_ptr, opt, stream);
   return dispatch_swap_as<BITS, T, 64, kSwapMma>(base, m, ws_bytes, ws_ptr, opt, stream);
+}
+
+// Strip kernel, auto: the least share of the SMs that a linear's strip blocks must fill (one block per SM). H100,
+// m = 1-8 (thirteenth session): 8B qkv (96 strips, 73%) 7.1 us vs 8.0 in the swapped-operand kernel's clusters; 70B
+// qkv (160 strips: two waves) 23.8 vs 16.4, so never more blocks than SMs.
+constexpr int64_t kStripFillPct = 70;
+
+// Blocks per strip (1 or 2) with which the strip kernel's grid holds at most one block per SM and fills at least
+// kStripFillPct of them; 0 if neither does, or the weight's scale groups are shorter than a 64-deep batch.
+template <int BITS, typename T>
+int auto_strip_split(const GemmParams& base, const GemmOptions& opt) {
+  if (base.group % kStripK != 0) return 0;
+  const int64_t strips = (base.n + 63) / 64, sms = sm_count();
+  for (int cs = 1; cs <= kStripMaxSplit; ++cs) {
+    const int64_t blocks = strips * cs;
+    if (blocks > sms || blocks * 100 < sms * kStripFillPct) continue;
+    if (cs > 1 && gemm_strip_max_clusters<BITS, T>(cs, opt.strip_per_sm) < strips) continue;
+    return cs;
+  }
+  return 0;
+}
+
+template <int BITS, typename T>
+cudaError_t dispatch_strip(const GemmParams& base, int64_t m, const GemmOptions& opt, int csplit, cudaStream_t stream) {
+  if (m > kStripTokens)
+    return fail(cudaErrorInvalidValue, "gemm_quant: the strip kernel takes m <= " + std::to_string(kStripTokens) +
+                                           ", got m = " + std::to_string(m));
+  if (base.group % kStripK != 0)
+    return fail(cudaErrorNotSupported, "gemm_quant: the strip kernel needs scale groups of 64 or more (or per-channel), got " +
+                                           std::to_string(base.group));
+  const int64_t strips = (base.n + 63) / 64;
+  if (opt.strip_split == 1 || opt.strip_split == 2) csplit = opt.strip_split;
+  if (csplit == 0)
+    csplit = strips * 2 <= sm_count() && gemm_strip_max_clusters<BITS, T>(2, opt.strip_per_sm) > 0 ? 2 : 1;
+  if (csplit == 2 && gemm_strip_max_clusters<BITS, T>(2, opt.strip_per_sm) < 1)
+    return fail(cudaErrorNotSupported, "gemm_quant: this card cannot run the strip kernel's clusters of 2");
+  if (strips * csplit > INT32_MAX) return fail(cudaErrorInvalidValue, "gemm_quant: weight too large for the strip kernel");
+  StripParams p{};
+  p.a = base.a;
+  p.w = base.w;
+  p.scales = base.scales;
+  p.c = base.c;
+  p.m = int(m);
+  p.n = base.n;
+  p.k = base.k;
+  p.n_pad = base.n_pad;
+  p.ku = base.k_pad / 16;
+  p.kbs = base.k_pad / kStripK;
+  p.num_groups = base.num_groups;
+  p.group_batches = base.group / kStripK;
+  p.csplit = csplit;
+  const cudaError_t e = launch_gemm_strip<BITS, T>(p, int(strips * csplit), opt.pdl, opt.strip_per_sm, stream);
+  if (e != cudaSuccess) return fail(e, std::string("gemm_quant: strip launch failed: ") + cudaGetErrorString(e));
+  return cudaSuccess;
 }
 
 // f.template operator()<BITS, T>() for the weight's bits (4, 8) and activation type (half, __nv_bfloat16).
@@ -442,6 +499,8 @@ cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t 
   if (opt.swap_cluster < 0 || opt.swap_cluster > detail::kSwapMaxCluster)
     return fail(cudaErrorInvalidValue, "gemm_quant: swap_cluster must be 0 (auto), 1 (stream-K) or 2.." +
                                            std::to_string(detail::kSwapMaxCluster));
+  if (opt.strip_split < 0 || opt.strip_split > detail::kStripMaxSplit || opt.strip_per_sm < 0 || opt.strip_per_sm > 2)
+    return fail(cudaErrorInvalidValue, "gemm_quant: strip_split must be 0 (auto), 1 or 2, strip_per_sm 0, 1 or 2");
   if (opt.kernel == GemmOptions::Kernel::kDecode && m > kDecodeMaxM)
     return fail(cudaErrorInvalidValue, "gemm_quant: the decode kernel takes m <= " + std::to_string(kDecodeMaxM) +
                                            ", got m = " + std::to_string(m));
@@ -466,7 +525,11 @@ cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t 
   const bool automatic = opt.kernel == GemmOptions::Kernel::kAuto && opt.m_tile_rows == 0;
   const bool decode = opt.kernel == GemmOptions::Kernel::kDecode;
   const bool swap = opt.kernel == GemmOptions::Kernel::kSwap || automatic;
+  const bool strip = opt.kernel == GemmOptions::Kernel::kStrip;
   const cudaError_t e = with_weight_type(w, [&]<int BITS, typename T>() {
+    if (strip) return dispatch_strip<BITS, T>(p, m, opt, 0, stream);
+    if (automatic && m <= kStripTokens)
+      if (const int cs = auto_strip_split<BITS, T>(p, opt); cs > 0) return dispatch_strip<BITS, T>(p, m, opt, cs, stream);
     if (swap) return dispatch_swap<BITS, T>(p, m, ws.bytes, ws.ptr, opt, stream);
     if (decode) return dispatch_decode<BITS, T>(p, m, ws.bytes, ws.ptr, opt, stream);
     return dispatch_m<BITS, T>(p, m, ws.bytes, ws.ptr, opt.max_splits, opt.m_tile_rows, stream);

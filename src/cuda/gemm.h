@@ -58,10 +58,13 @@ struct GemmOptions {
   int max_splits = 0;
   // Rows of A per block: 0 chooses (16 up to a measured m, then 64); 16 or 64 forces one (benchmarks, tests).
   int m_tile_rows = 0;
-  // Which fused kernel: kAuto takes the swapped-operand kernel (gemm-swap-kernel.cuh) at every m; the others
-  // force one: the decode kernel (per-warp weight streams, gemm-decode-kernel.cuh; m <= 16 only) or the tiled
-  // kernel (gemm-kernel.cuh; also m_tile_rows != 0). Auto picks neither: slower at every m measured.
-  enum class Kernel : uint8_t { kAuto, kTiled, kDecode, kSwap };
+  // Which fused kernel: kAuto takes the strip kernel (gemm-strip-kernel.cuh) at m <= 8 where a linear's 64-column
+  // strips fill the card at one or two blocks a strip (see default_strip_split), else the swapped-operand kernel
+  // (gemm-swap-kernel.cuh); the others force one: the strip kernel (m <= 8, groups of 64 and up or per-channel),
+  // the swapped-operand kernel, the decode kernel (per-warp weight streams, gemm-decode-kernel.cuh; m <= 16 only)
+  // or the tiled kernel (gemm-kernel.cuh; also m_tile_rows != 0). Auto never picks the last two: slower at every m
+  // measured.
+  enum class Kernel : uint8_t { kAuto, kTiled, kDecode, kSwap, kStrip };
   Kernel kernel = Kernel::kAuto;
   // Swapped-operand kernel: tokens per block tile, 8 (wgmma only), 16, 32, 64 or 128 (wgmma only); 0 chooses the
   // smallest that holds m (128 above 64 with wgmma, 64 with mma.sync; 8 only with wgmma).
@@ -83,6 +86,12 @@ struct GemmOptions {
   // weights and apply the scales per group in fp32 after the MMA (fewer dequantization instructions); false scales
   // each weight before the MMA, as every other path does.
   bool swap_defer_scales = true;
+  // Strip kernel: blocks per strip, 1 or 2 (a cluster); 0 chooses (auto's rule where it applies, else 2 where
+  // twice the strips fit the SMs).
+  int strip_split = 0;
+  // Strip kernel: pad each block's shared memory so that at most this many blocks share an SM (1 or 2); 0 leaves
+  // it unpadded.
+  int strip_per_sm = 1;
   // Decode kernel: each warp streams at least this many 2 KB weight batches (0 = as many warps as the card
   // holds at once, however little each gets). Fewer, longer streams mean fewer split-k hand-offs.
   int decode_min_batches = 0;

@@ -219,7 +219,7 @@ inline CheckResult check_repack(Context& ctx, int64_t n, int64_t k, int bits, in
 enum class Path {
   kQuant, kQuantNoSplit, kQuantTile16, kQuantTile64, kQuantTiled, kDecode, kDecodeLong, kSwap8, kSwap16, kSwap32,
   kSwap64, kSwap128, kSwapMma, kSwapStreamK, kSwapCluster2, kSwapCluster5, kSwapCluster8, kSwapCluster16,
-  kSwap16Cluster4, kSwap8Scaled, kSwapPacked, kDense, kDequant, kAutoCached
+  kSwap16Cluster4, kSwap8Scaled, kSwapPacked, kStrip, kStripOne, kStripPacked, kDense, kDequant, kAutoCached
 };
 inline const char* path_label(Path p) {
   switch (p) {
@@ -244,6 +244,9 @@ inline const char* path_label(Path p) {
     case Path::kSwap16Cluster4: return "swap16-cluster4";
     case Path::kSwap8Scaled: return "swap8-scaled";
     case Path::kSwapPacked: return "swap-packed";
+    case Path::kStrip: return "strip";
+    case Path::kStripOne: return "strip-one";
+    case Path::kStripPacked: return "strip-packed";
     case Path::kDense: return "dense";
     case Path::kDequant: return "dequant";
     case Path::kAutoCached: return "auto-cached";
@@ -381,6 +384,18 @@ inline CheckResult check_gemm(Context& ctx, const GemmCase& g, double* err_out =
         RTNQ_CHECK_CUDA_OR_FAIL(gemm_quant(d_a.ptr, w, d_c.ptr, g.m, ctx.ws, ctx.stream, forced_swap_options(g.path)),
                                 label);
         break;
+      case Path::kStrip:
+      case Path::kStripOne:
+      case Path::kStripPacked: {
+        // The strip kernel forced: its own choice of blocks per strip (2 where twice the strips fit the SMs), one
+        // block per strip, or blocks left unpadded (up to two a SM).
+        GemmOptions o;
+        o.kernel = GemmOptions::Kernel::kStrip;
+        if (g.path == Path::kStripOne) o.strip_split = 1;
+        if (g.path == Path::kStripPacked) o.strip_per_sm = 0;
+        RTNQ_CHECK_CUDA_OR_FAIL(gemm_quant(d_a.ptr, w, d_c.ptr, g.m, ctx.ws, ctx.stream, o), label);
+        break;
+      }
       case Path::kDense:
         RTNQ_CHECK_CUDA_OR_FAIL(gemm_dense(d_a.ptr, w, d_c.ptr, g.m, d_scratch.ptr, ctx.cublas, ctx.stream), label);
         break;
@@ -511,6 +526,19 @@ inline std::vector<GemmCase> gemm_cases() {
       cases.push_back({5, 4096, 4096, bits, 256, act, Path::kSwapStreamK});
       for (int64_t m : {1, 16}) cases.push_back({m, 4096, 14336, bits, 128, act, Path::kSwap8Scaled});
       cases.push_back({3, 576, 1536, bits, -1, act, Path::kSwap8Scaled});
+      // The strip kernel (auto at m <= 8 on INT4 8B o and down, 70B o): clusters of two blocks a strip with scale
+      // groups folded inside a warp's k range (groups of 256), odd n and per-channel, k so short that warps get no
+      // batch (k = 200: 2 batches a block), groups of 64; one block a strip; unpadded blocks.
+      for (int64_t m : {1, 3, 8}) {
+        cases.push_back({m, 4096, 4096, bits, 128, act, Path::kStrip});
+        cases.push_back({m, 4096, 14336, bits, 256, act, Path::kStrip});
+      }
+      cases.push_back({5, 1000, 1536, bits, -1, act, Path::kStrip});
+      cases.push_back({2, 333, 200, bits, -1, act, Path::kStrip});
+      cases.push_back({7, 576, 576, bits, 64, act, Path::kStrip});
+      cases.push_back({1, 8192, 8192, bits, 128, act, Path::kStripOne});
+      cases.push_back({6, 1000, 1536, bits, 64, act, Path::kStripOne});
+      cases.push_back({4, 4096, 4096, bits, 128, act, Path::kStripPacked});
       cases.push_back({300, 1536, 576, bits, 128, act, Path::kDense});
       cases.push_back({1025, 576, 1536, bits, 64, act, Path::kDense});
       cases.push_back({0, 576, 1536, bits, 64, act, Path::kDequant});
@@ -578,6 +606,12 @@ inline CheckResult check_rejections(Context& ctx) {
   bad_cluster.swap_cluster = 2;
   bad_cluster.swap_tokens = 128;
   expect_error(gemm_quant(a.ptr, w, c.ptr, 4, ctx.ws, ctx.stream, bad_cluster), "swap_cluster with 128 tokens");
+  GemmOptions strip;
+  strip.kernel = GemmOptions::Kernel::kStrip;
+  expect_error(gemm_quant(a.ptr, w, c.ptr, 9, ctx.ws, ctx.stream, strip), "strip kernel at m = 9");
+  GemmOptions bad_strip = strip;
+  bad_strip.strip_split = 3;
+  expect_error(gemm_quant(a.ptr, w, c.ptr, 4, ctx.ws, ctx.stream, bad_strip), "strip_split 3");
   RepackedWeight bad_bits = w;
   bad_bits.shape.bits = 3;
   expect_error(gemm_quant(a.ptr, bad_bits, c.ptr, 4, ctx.ws, ctx.stream), "bits = 3");
@@ -587,6 +621,9 @@ inline CheckResult check_rejections(Context& ctx) {
   RepackedWeight bad_group = w;
   bad_group.shape = make_repack_shape(256, 1024, 4, 96);
   expect_error(gemm_quant(a.ptr, bad_group, c.ptr, 4, ctx.ws, ctx.stream), "group 96");
+  RepackedWeight group32 = w;
+  group32.shape = make_repack_shape(256, 64, 4, 32);  // no larger than the buffers
+  expect_error(gemm_quant(a.ptr, group32, c.ptr, 4, ctx.ws, ctx.stream, strip), "strip kernel with groups of 32");
   RepackedWeight bad_k = w;
   bad_k.shape = make_repack_shape(256, 100, 4, -1);
   expect_error(gemm_quant(a.ptr, bad_k, c.ptr, 4, ctx.ws, ctx.stream), "k = 100");

@@ -1,0 +1,321 @@
+// The strip kernel: the fused dequantize-and-multiply for m <= 8 on linears whose 64-column strips come out at about
+// one block per SM - one block per strip, or a cluster of two (Llama-3 8B o and down: 64 strips x 2; 70B o: 128
+// strips x 1).
+//
+// Why a third small-m kernel. At m <= 8 a call is memory-bound only while every SM streams: the swapped-operand
+// kernel (gemm-swap-kernel.cuh) gives a block 256 columns, so these linears have 16-32 tiles, and their k is split
+// over clusters of 8-16 blocks, which the hardware places a GPC at a time up to the blocks-per-SM cap: some SMs run
+// 3 blocks, some 1, ~30 none, and the call ends with the most loaded SMs ~2 us after the rest (8B down at m = 1:
+// 12.7 vs 8.8 us to the hand-off; docs/perf-notes.md, twelfth session). No cluster size and cap spreads them
+// evenly on an H100 (its GPCs do not split into enough groups of 8). Here a block owns one 64-column strip, so the
+// strips themselves fill the card; the k split that a strip needs beyond its block is at most a cluster of two,
+// which a GPC always holds side by side.
+//
+// Inside a block: 8 warps split the block's k range into 8 contiguous pieces, each warp with its own cp.async ring
+// (weights, activations, scales; no block barrier in the main loop, only cp.async.wait_group and __syncwarp) and
+// its own mma.sync m16n8k16 tiles: the dequantized weights are the 16-row A operand (a lane's word s of a unit is
+// the A fragment of slice s, as in the swapped-operand kernel: see repack-layout.h and the top of that file), the
+// 8 token rows the B operand (ldmatrix from an XOR-swizzled tile). The integer weights q go into the MMA unscaled
+// (exact in FP16 and BF16) and each scale group's partial sums are scaled in fp32 at the group's end (deferred
+// scales: groups of 64 and up, or per-channel). At the end the 8 warps' sums meet in shared memory, and the two
+// blocks of a cluster in distributed shared memory (each stores half of the strip's outputs).
+// Programmatic dependent launch as in the other fused kernels: the weights and scales of the first stages are
+// requested before griddepcontrol.wait, the activations after it.
+#pragma once
+
+#include <cooperative_groups.h>
+
+#include <atomic>
+
+#include "cuda/gemm-kernel.cuh"
+#include "cuda/launch-util.h"
+
+namespace rtnq::cuda::detail {
+
+inline constexpr int kStripWarps = 8;
+inline constexpr int kStripThreads = kStripWarps * 32;
+inline constexpr int kStripTokens = 8;  // m <= 8: one n8 tile of tokens
+inline constexpr int kStripK = 64;      // k per stage (4 units of 16)
+inline constexpr int kStripMaxSplit = 2;
+inline constexpr int kStripRedStride = 68;  // fp32 row of 64 columns + 4: lane (g, t) writes rows 2t, 2t + 1 in 32 banks
+
+struct StripParams {
+  const void* a;
+  const uint4* w;       // repacked words
+  const void* scales;   // [G][n_pad]
+  void* c;
+  int m, n, k, n_pad;
+  int ku;               // k units (16 deep) per strip: k_pad / 16
+  int kbs;              // k batches (64 deep) per strip: k_pad / 64
+  int num_groups;
+  int group_batches;    // batches per scale group: group / 64 (per-channel: kbs)
+  int csplit;           // blocks per strip: 1, or 2 (a cluster)
+};
+
+template <int BITS>
+struct StripSizes {
+  static constexpr int kLaneU4 = BITS / 4;                          // 16-byte chunks per lane per unit
+  static constexpr int kWBytes = (kStripK / 16) * 32 * kLaneU4 * 16;  // one batch of a strip: 2 KB INT4, 4 KB INT8
+  static constexpr int kABytes = kStripTokens * kStripK * 2;         // 8 tokens x 64 k, 128 bytes a row
+  static constexpr int kSBytes = 64 * 2;                             // the strip's scale row of the batch's group
+  static constexpr int kStageBytes = kWBytes + kABytes + kSBytes;
+  static constexpr int kStages = 4;
+  static constexpr int kWarpBytes = kStages * kStageBytes;
+  static constexpr int kSmemBytes = kStripWarps * kWarpBytes;
+  // The end of the block reuses the rings: the 8 warps' partial sums, then the block's sums.
+  static constexpr int kRedBytes = kStripWarps * kStripTokens * kStripRedStride * 4;
+  static constexpr int kTotBytes = kStripTokens * 64 * 4;
+  static_assert(kRedBytes + kTotBytes <= kSmemBytes, "the reduction fits the spent rings");
+  static_assert(kWBytes % 128 == 0 && kStageBytes % 128 == 0 && kWarpBytes % 128 == 0,
+                "every activation tile starts on a 128-byte boundary (its rows are the swizzle's 128-byte rows)");
+  static_assert(kSmemBytes <= 227 * 1024, "fits the opt-in shared memory of sm_90");
+};
+
+template <int BITS, typename T>
+__global__ void __launch_bounds__(kStripThreads, 1) gemm_strip_kernel(StripParams p) {
+  namespace coop = cooperative_groups;
+  using Sz = StripSizes<BITS>;
+  using Tr = ActTraits<T>;
+  constexpr int kLaneU4 = Sz::kLaneU4, kStages = Sz::kStages, kAhead = kStages - 1;
+  extern __shared__ __align__(16) unsigned char smem[];
+
+  asm volatile("griddepcontrol.launch_dependents;");
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  const int strip = int(blockIdx.x) / p.csplit, rank = int(blockIdx.x) % p.csplit;
+  // This block's batches of the strip, then this warp's contiguous piece of them (possibly empty).
+  const int b_lo = rank * p.kbs / p.csplit, b_hi = (rank + 1) * p.kbs / p.csplit;
+  const int w_lo = b_lo + warp * (b_hi - b_lo) / kStripWarps;
+  const int n_it = b_lo + (warp + 1) * (b_hi - b_lo) / kStripWarps - w_lo;
+
+  uint64_t policy;  // each weight is read once (one tile of tokens)
+  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+  const T* a_g = static_cast<const T*>(p.a);
+  const T* s_g = static_cast<const T*>(p.scales);
+  const uint4* w_g = p.w + int64_t(strip) * p.ku * 32 * kLaneU4 + lane;
+  const uint32_t ring = smem_u32(smem) + warp * Sz::kWarpBytes;
+  auto stage_at = [&](int s) { return ring + s * Sz::kStageBytes; };
+
+  // Token rows past m stay zero: written once here, never copied into.
+  for (int i = lane; i < kStages * kStripTokens * 8; i += 32) {
+    const int s = i / (kStripTokens * 8), row = (i / 8) % kStripTokens;
+    if (row >= p.m)
+      *reinterpret_cast<uint4*>(smem + warp * Sz::kWarpBytes + s * Sz::kStageBytes + Sz::kWBytes + (i % 64) * 16) =
+          make_uint4(0, 0, 0, 0);
+  }
+  // The loader's next batch and its scale group, moved by a counter (no division per stage).
+  struct Loader {
+    int b, grp, pos;  // batch, its group, batches of the group before it
+  };
+  Loader ld{w_lo, w_lo / p.group_batches, w_lo % p.group_batches};
+  auto next = [&](Loader& l) {
+    ++l.b;
+    if (++l.pos == p.group_batches) l.pos = 0, ++l.grp;
+  };
+  // Weights and the scale row of the loader's batch into stage s: lanes 0-7 copy the strip's 128 scale bytes of
+  // the group (the last group's row past k, where the weights are zero).
+  auto issue_w = [&](const Loader& l, int s) {
+    const uint32_t dst = stage_at(s);
+    const uint4* src = w_g + int64_t(l.b) * (Sz::kWBytes / 16);  // (w_g holds + lane)
+#pragma unroll
+    for (int i = 0; i < Sz::kWBytes / 16 / 32; ++i)
+      cp_async16_hint(dst + (32 * i + lane) * 16, src + 32 * i, policy);
+    if (lane < 8) {
+      const int grp = min(l.grp, p.num_groups - 1);
+      cp_async16(dst + Sz::kWBytes + Sz::kABytes + lane * 16, s_g + int64_t(grp) * p.n_pad + strip * 64 + lane * 8);
+    }
+  };
+  // Activations of batch b (token rows below m; chunks past k zero-filled): chunk c of row r at c ^ r.
+  auto issue_a = [&](int b, int s) {
+    const uint32_t dst = stage_at(s) + Sz::kWBytes;
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int c = lane + 32 * i, row = c >> 3, ch = c & 7;
+      if (row < p.m) {
+        const int kk = b * kStripK + ch * 8;
+        const bool ok = kk < p.k;  // k % 8 == 0: a chunk is all in or all out
+        cp_async16_zfill(dst + (row * 8 + (ch ^ row)) * 16, ok ? a_g + int64_t(row) * p.k + kk : a_g, ok ? 16 : 0);
+      }
+    }
+  };
+
+  float acc[4][4], pacc[4][4];
+#pragma unroll
+  for (int q = 0; q < 4; ++q)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[q][e] = pacc[q][e] = 0.f;
+
+  int g_pos = ld.pos;  // batches of the current group already multiplied
+#pragma unroll
+  for (int s = 0; s < kAhead; ++s)
+    if (s < n_it) issue_w(ld, s), next(ld);
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#pragma unroll
+  for (int s = 0; s < kAhead; ++s) {
+    if (s < n_it) issue_a(w_lo + s, s);
+    cp_async_commit();
+  }
+
+  for (int it = 0; it < n_it; ++it) {
+    cp_async_wait<kAhead - 1>();
+    __syncwarp();  // every lane's copies of stage `it` are visible; every lane is done with the stage refilled next
+    const int s = it % kStages;
+    if (it + kAhead < n_it) {
+      const int sf = (it + kAhead) % kStages;
+      issue_w(ld, sf);
+      issue_a(ld.b, sf);
+      next(ld);
+    }
+    cp_async_commit();
+    const unsigned char* base = smem + warp * Sz::kWarpBytes + s * Sz::kStageBytes;
+    const uint4* w_s = reinterpret_cast<const uint4*>(base);
+    const uint32_t a_s = stage_at(s) + Sz::kWBytes;
+#pragma unroll
+    for (int u2 = 0; u2 < kStripK / 32; ++u2) {
+      // B fragments of units 2 u2 and 2 u2 + 1 (matrices: k 0-7 and 8-15 of each; lane L addresses row L % 8 of
+      // matrix L / 8).
+      uint32_t bf[4];
+      {
+        const int row = lane & 7, ch = 4 * u2 + (lane >> 3);
+        ldmatrix_x4(bf, a_s + (row * 8 + (ch ^ row)) * 16);
+      }
+#pragma unroll
+      for (int uu = 0; uu < 2; ++uu) {
+        const int u = 2 * u2 + uu;
+        uint4 raw[kLaneU4];
+#pragma unroll
+        for (int c = 0; c < kLaneU4; ++c) raw[c] = w_s[(u * 32 + lane) * kLaneU4 + c];
+        const uint32_t* words = reinterpret_cast<const uint32_t*>(raw);
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          uint32_t b[4];
+          dequant_slice<BITS, T>(words, q, b);
+          const uint32_t af[4] = {b[0], b[2], b[1], b[3]};
+          mma_16816<T>(pacc[q], af, bf[2 * uu], bf[2 * uu + 1]);
+        }
+      }
+    }
+    // The group's (or this warp's piece's) last batch: scale its partial sums into the accumulators. Lane (g, t)
+    // holds columns 16 q + g (low half of scale word q) and 16 q + 8 + g (high half).
+    if (++g_pos == p.group_batches || it == n_it - 1) {
+      g_pos = 0;
+      const uint4 s4 = *reinterpret_cast<const uint4*>(base + Sz::kWBytes + Sz::kABytes + g * 16);
+      const uint32_t s_all[4] = {s4.x, s4.y, s4.z, s4.w};
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const float lo = Tr::low_f32(s_all[q]), hi = Tr::high_f32(s_all[q]);
+        acc[q][0] = fmaf(pacc[q][0], lo, acc[q][0]);
+        acc[q][1] = fmaf(pacc[q][1], lo, acc[q][1]);
+        acc[q][2] = fmaf(pacc[q][2], hi, acc[q][2]);
+        acc[q][3] = fmaf(pacc[q][3], hi, acc[q][3]);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) pacc[q][e] = 0.f;
+      }
+    }
+  }
+  cp_async_wait<0>();
+  __syncthreads();  // every warp is done with its ring: it becomes the reduction space
+
+  // The warps' sums: red[warp][token][column]; then the block's: tot[token][column].
+  float* red = reinterpret_cast<float*>(smem);
+  float* tot = reinterpret_cast<float*>(smem + Sz::kRedBytes);
+#pragma unroll
+  for (int q = 0; q < 4; ++q)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float* r0 = red + (warp * kStripTokens + 2 * t) * kStripRedStride + 16 * q + 8 * h + g;
+      r0[0] = acc[q][2 * h];
+      r0[kStripRedStride] = acc[q][2 * h + 1];
+    }
+  __syncthreads();
+  T* c_g = static_cast<T*>(p.c);
+  auto store = [&](int o, float v) {
+    const int col = strip * 64 + o % 64;
+    if (col < p.n) c_g[int64_t(o / 64) * p.n + col] = Tr::from_float(v);
+  };
+  const int outs = p.m * 64;  // this strip's outputs: token o / 64, column o % 64
+  for (int o = tid; o < outs; o += kStripThreads) {
+    const float* r0 = red + (o / 64) * kStripRedStride + o % 64;
+    float sum = 0.f;
+#pragma unroll
+    for (int w = 0; w < kStripWarps; ++w) sum += r0[w * kStripTokens * kStripRedStride];
+    if (p.csplit == 1) store(o, sum);
+    else tot[o] = sum;
+  }
+  if (p.csplit == 1) return;
+  // Cluster of two: block r adds up and stores the r-th half of the strip's outputs, in rank order.
+  coop::cluster_group cluster = coop::this_cluster();
+  cluster.sync();  // release/acquire: both blocks' sums are visible cluster-wide
+  const float* t0 = cluster.map_shared_rank(tot, 0);
+  const float* t1 = cluster.map_shared_rank(tot, 1);
+  for (int o = outs * rank / 2 + tid; o < outs * (rank + 1) / 2; o += kStripThreads) store(o, t0[o] + t1[o]);
+  // No block leaves (taking its shared memory with it) while the other may still read it; the remote loads are
+  // complete, so a relaxed arrive suffices.
+  asm volatile("barrier.cluster.arrive.relaxed.aligned;\nbarrier.cluster.wait.aligned;" ::: "memory");
+}
+
+template <int BITS, typename T>
+cudaError_t strip_smem_attr() {
+  static const cudaError_t e = [] {
+    cudaError_t r = cudaFuncSetAttribute(gemm_strip_kernel<BITS, T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         padded_smem_bytes(StripSizes<BITS>::kSmemBytes, 1));
+    if (r == cudaSuccess) r = cudaFuncSetAttribute(gemm_strip_kernel<BITS, T>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+    return r;
+  }();
+  return e;
+}
+
+// per_sm: pad the shared memory so that at most that many blocks share an SM (0: unpadded).
+template <int BITS, typename T>
+cudaError_t launch_gemm_strip(const StripParams& p, int blocks, bool pdl, int per_sm, cudaStream_t stream) {
+  if (const cudaError_t e = strip_smem_attr<BITS, T>(); e != cudaSuccess) return e;
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(unsigned(blocks), 1, 1);
+  cfg.blockDim = dim3(unsigned(kStripThreads), 1, 1);
+  cfg.dynamicSmemBytes = size_t(padded_smem_bytes(StripSizes<BITS>::kSmemBytes, per_sm));
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[2];
+  unsigned n_attr = 0;
+  if (pdl) attr[n_attr++] = pdl_attr();
+  if (p.csplit > 1) attr[n_attr++] = cluster_dim_attr(p.csplit);
+  cfg.attrs = attr;
+  cfg.numAttrs = n_attr;
+  const cudaError_t e = cudaLaunchKernelEx(&cfg, gemm_strip_kernel<BITS, T>, p);
+  if (e != cudaSuccess) return e;
+  return cudaGetLastError();
+}
+
+// How many clusters of `size` blocks the card holds at once with at most `per_sm` blocks to an SM (0: as many as
+// fit); 0 if none or the query fails. Cached.
+template <int BITS, typename T>
+int gemm_strip_max_clusters(int size, int per_sm) {
+  static std::atomic<int> cache[kStripMaxSplit + 1][3] = {};
+  if (size < 2 || size > kStripMaxSplit || per_sm < 0 || per_sm > 2) return 0;
+  int n = cache[size][per_sm].load(std::memory_order_relaxed);
+  if (n == 0) {
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = dim3(unsigned(size), 1, 1);
+    cfg.blockDim = dim3(unsigned(kStripThreads), 1, 1);
+    cfg.dynamicSmemBytes = size_t(padded_smem_bytes(StripSizes<BITS>::kSmemBytes, per_sm));
+    cudaLaunchAttribute attr = cluster_dim_attr(size);
+    cfg.attrs = &attr;
+    cfg.numAttrs = 1;
+    if (strip_smem_attr<BITS, T>() != cudaSuccess ||
+        cudaOccupancyMaxActiveClusters(&n, gemm_strip_kernel<BITS, T>, &cfg) != cudaSuccess) {
+      (void)cudaGetLastError();
+      n = 0;
+    }
+    n = n > 0 ? n : -1;  // -1: asked, none
+    cache[size][per_sm].store(n, std::memory_order_relaxed);
+  }
+  return n > 0 ? n : 0;
+}
+
+#define RTNQ_STRIP_INSTANCE(PREFIX, BITS, T)                                                                \
+  PREFIX template cudaError_t launch_gemm_strip<BITS, T>(const StripParams&, int, bool, int, cudaStream_t); \
+  PREFIX template int gemm_strip_max_clusters<BITS, T>(int, int);
+#define RTNQ_STRIP_INSTANCES_FOR(PREFIX, T) \
+  RTNQ_STRIP_INSTANCE(PREFIX, 4, T)         \
+  RTNQ_STRIP_INSTANCE(PREFIX, 8, T)
+
+}  // namespace rtnq::cuda::detail
