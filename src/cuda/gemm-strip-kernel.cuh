@@ -1,6 +1,7 @@
 // The strip kernel: the fused dequantize-and-multiply for m <= 8 on linears whose 64-column strips come out at about
-// one block per SM - one block per strip, or a cluster of two (Llama-3 8B o and down: 64 strips x 2; 70B o: 128
-// strips x 1).
+// one block per SM - one block per strip, or a cluster of two (Llama-3 8B o and down: 64 strips x 2; 8B qkv: 96
+// strips, 70B o and down: 128, one block each). H100, m = 1: 8B o 5.8 vs 6.2 us, down 12.5 vs 14.4, qkv 7.1 vs
+// 8.0, 70B o 12.9 vs 15.8 in the swapped-operand kernel (docs/perf-notes.md, thirteenth session).
 //
 // Why a third small-m kernel. At m <= 8 a call is memory-bound only while every SM streams: the swapped-operand
 // kernel (gemm-swap-kernel.cuh) gives a block 256 columns, so these linears have 16-32 tiles, and their k is split
