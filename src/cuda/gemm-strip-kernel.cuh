@@ -18,13 +18,11 @@
 // the A fragment of slice s, as in the swapped-operand kernel: see repack-layout.h and the top of that file), the
 // 8 token rows the B operand (ldmatrix from an XOR-swizzled tile). The integer weights q go into the MMA unscaled
 // (exact in FP16 and BF16) and each scale group's partial sums are scaled in fp32 at the group's end (deferred
-// scales: groups of 64 and up, or per-channel). At the end the 8 warps' sums meet in shared memory, and the two
-// blocks of a cluster in distributed shared memory (each stores half of the strip's outputs).
+// scales: groups of 64 and up, or per-channel). At the end the 8 warps' sums meet in shared memory, and a
+// cluster's second block sends its sums into the first one's shared memory (st.async), which stores the strip.
 // Programmatic dependent launch as in the other fused kernels: the weights and scales of the first stages are
 // requested before griddepcontrol.wait, the activations after it.
 #pragma once
-
-#include <cooperative_groups.h>
 
 #include <atomic>
 
@@ -62,11 +60,12 @@ struct StripSizes {
   static constexpr int kStageBytes = kWBytes + kABytes + kSBytes;
   static constexpr int kStages = 4;
   static constexpr int kWarpBytes = kStages * kStageBytes;
-  static constexpr int kSmemBytes = kStripWarps * kWarpBytes;
-  // The end of the block reuses the rings: the 8 warps' partial sums, then the block's sums.
+  // Past the rings: a cluster's rank 0 receives rank 1's sums here (8 tokens x 64 columns), then its mbarrier.
+  static constexpr int kRecvBytes = kStripTokens * 64 * 4 + 16;
+  static constexpr int kSmemBytes = kStripWarps * kWarpBytes + kRecvBytes;
+  // The end of the block reuses the rings for the 8 warps' partial sums.
   static constexpr int kRedBytes = kStripWarps * kStripTokens * kStripRedStride * 4;
-  static constexpr int kTotBytes = kStripTokens * 64 * 4;
-  static_assert(kRedBytes + kTotBytes <= kSmemBytes, "the reduction fits the spent rings");
+  static_assert(kRedBytes <= kStripWarps * kWarpBytes, "the reduction fits the spent rings");
   static_assert(kWBytes % 128 == 0 && kStageBytes % 128 == 0 && kWarpBytes % 128 == 0,
                 "every activation tile starts on a 128-byte boundary (its rows are the swizzle's 128-byte rows)");
   static_assert(kSmemBytes <= 227 * 1024, "fits the opt-in shared memory of sm_90");
@@ -74,16 +73,33 @@ struct StripSizes {
 
 template <int BITS, typename T>
 __global__ void __launch_bounds__(kStripThreads, 1) gemm_strip_kernel(StripParams p) {
-  namespace coop = cooperative_groups;
   using Sz = StripSizes<BITS>;
   using Tr = ActTraits<T>;
   constexpr int kLaneU4 = Sz::kLaneU4, kStages = Sz::kStages, kAhead = kStages - 1;
   extern __shared__ __align__(16) unsigned char smem[];
 
+  // A cluster of two hands rank 1's sums to rank 0 by st.async into rank 0's receive area, counted on this mbarrier
+  // (armed for the bytes before the cluster's first barrier; rank 1 waits at that barrier only after its main
+  // loop). Rank 0 stores the strip; there is no cluster barrier at the end, since rank 0 reads nothing remote, and
+  // rank 1 leaves once it has sent. H100, m = 1, A/B/A/B in one call: 8B o 5.2 vs 5.8 us, down 11.9 vs 12.4 against
+  // a pull through both blocks' shared memory between two cluster barriers (docs/perf-notes.md, thirteenth session).
+  // The mbarrier lives in the dynamic shared memory: a static __shared__ variable moves the dynamic base off its
+  // alignment, and that made every shape slower, up to 14% (70B down 46.8 vs 41.1 us), clusters or not.
+  uint64_t& s_recv_bar = *reinterpret_cast<uint64_t*>(smem + Sz::kSmemBytes - 16);
+
   asm volatile("griddepcontrol.launch_dependents;");
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, t = lane & 3;
   const int strip = int(blockIdx.x) / p.csplit, rank = int(blockIdx.x) % p.csplit;
+  if (p.csplit == 2) {
+    if (rank == 0 && tid == 0) {
+      asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_u32(&s_recv_bar)) : "memory");
+      asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+      asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(&s_recv_bar)),
+                   "r"(p.m * 64 * 4) : "memory");
+    }
+    asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory");
+  }
   // This block's batches of the strip, then this warp's contiguous piece of them (possibly empty).
   const int b_lo = rank * p.kbs / p.csplit, b_hi = (rank + 1) * p.kbs / p.csplit;
   const int w_lo = b_lo + warp * (b_hi - b_lo) / kStripWarps;
@@ -217,9 +233,8 @@ __global__ void __launch_bounds__(kStripThreads, 1) gemm_strip_kernel(StripParam
   cp_async_wait<0>();
   __syncthreads();  // every warp is done with its ring: it becomes the reduction space
 
-  // The warps' sums: red[warp][token][column]; then the block's: tot[token][column].
+  // The warps' sums: red[warp][token][column]; then each thread adds up 4 adjacent columns of one token (a quad).
   float* red = reinterpret_cast<float*>(smem);
-  float* tot = reinterpret_cast<float*>(smem + Sz::kRedBytes);
 #pragma unroll
   for (int q = 0; q < 4; ++q)
 #pragma unroll
@@ -229,30 +244,39 @@ __global__ void __launch_bounds__(kStripThreads, 1) gemm_strip_kernel(StripParam
       r0[kStripRedStride] = acc[q][2 * h + 1];
     }
   __syncthreads();
-  T* c_g = static_cast<T*>(p.c);
-  auto store = [&](int o, float v) {
-    const int col = strip * 64 + o % 64;
-    if (col < p.n) c_g[int64_t(o / 64) * p.n + col] = Tr::from_float(v);
-  };
-  const int outs = p.m * 64;  // this strip's outputs: token o / 64, column o % 64
-  for (int o = tid; o < outs; o += kStripThreads) {
-    const float* r0 = red + (o / 64) * kStripRedStride + o % 64;
-    float sum = 0.f;
+  const int quad = tid, tok = quad / 16, col0 = (quad % 16) * 4;  // m <= 8: at most 128 quads, one a thread
+  if (quad >= p.m * 16) return;  // (a thread that arrived at the cluster barrier and left does not hold it up)
+  float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
-    for (int w = 0; w < kStripWarps; ++w) sum += r0[w * kStripTokens * kStripRedStride];
-    if (p.csplit == 1) store(o, sum);
-    else tot[o] = sum;
+  for (int w = 0; w < kStripWarps; ++w) {
+    const float4 v =
+        *reinterpret_cast<const float4*>(red + (w * kStripTokens + tok) * kStripRedStride + col0);
+    sum.x += v.x, sum.y += v.y, sum.z += v.z, sum.w += v.w;
   }
-  if (p.csplit == 1) return;
-  // Cluster of two: block r adds up and stores the r-th half of the strip's outputs, in rank order.
-  coop::cluster_group cluster = coop::this_cluster();
-  cluster.sync();  // release/acquire: both blocks' sums are visible cluster-wide
-  const float* t0 = cluster.map_shared_rank(tot, 0);
-  const float* t1 = cluster.map_shared_rank(tot, 1);
-  for (int o = outs * rank / 2 + tid; o < outs * (rank + 1) / 2; o += kStripThreads) store(o, t0[o] + t1[o]);
-  // No block leaves (taking its shared memory with it) while the other may still read it; the remote loads are
-  // complete, so a relaxed arrive suffices.
-  asm volatile("barrier.cluster.arrive.relaxed.aligned;\nbarrier.cluster.wait.aligned;" ::: "memory");
+  float* recv = reinterpret_cast<float*>(smem + Sz::kSmemBytes - Sz::kRecvBytes) + quad * 4;
+  if (p.csplit == 2) {
+    // Rank 0's mbarrier is armed. (Not .aligned: threads past the last quad have left.)
+    asm volatile("barrier.cluster.wait.acquire;" ::: "memory");
+    if (rank == 1) {
+      uint32_t r_dst, r_bar;
+      asm volatile("mapa.shared::cluster.u32 %0, %1, 0;" : "=r"(r_dst) : "r"(smem_u32(recv)));
+      asm volatile("mapa.shared::cluster.u32 %0, %1, 0;" : "=r"(r_bar) : "r"(smem_u32(&s_recv_bar)));
+      asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.f32 [%0], {%1, %2, %3, %4}, [%5];"
+                   ::"r"(r_dst), "f"(sum.x), "f"(sum.y), "f"(sum.z), "f"(sum.w), "r"(r_bar) : "memory");
+      return;
+    }
+    asm volatile(
+        "{\n .reg .pred ready;\n wait_recv:\n"
+        " mbarrier.try_wait.parity.shared::cta.b64 ready, [%0], 0;\n"
+        " @!ready bra wait_recv;\n}" ::"r"(smem_u32(&s_recv_bar)) : "memory");
+    const float4 v = *reinterpret_cast<const float4*>(recv);
+    sum.x += v.x, sum.y += v.y, sum.z += v.z, sum.w += v.w;  // fixed order: rank 0's sums, then rank 1's
+  }
+  T* c_g = static_cast<T*>(p.c) + int64_t(tok) * p.n + strip * 64 + col0;
+  const float vals[4] = {sum.x, sum.y, sum.z, sum.w};
+#pragma unroll
+  for (int e = 0; e < 4; ++e)
+    if (strip * 64 + col0 + e < p.n) c_g[e] = Tr::from_float(vals[e]);
 }
 
 template <int BITS, typename T>
