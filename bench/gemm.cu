@@ -444,7 +444,7 @@ int main(int argc, char** argv) {
   // Swapped-operand kernel variants (m = 1..256): k split forced (stream-K, cluster sizes), token tile forced,
   // mma.sync, at least 4 k batches per block, no PDL, clusters packed (not spread), INT8, weights scaled before
   // the MMA up to 16 tokens (no deferred scales, which only 8-token tiles use), next to the tiled kernel and cuBLAS
-  // BF16 (same run); and the strip kernel at m <= 8 (its own split, forced one or two blocks a strip, unpadded
+  // BF16 (same run); and the strip kernel at m <= 16 (its own split, forced one or two blocks a strip, unpadded
   // blocks, INT8).
   const std::vector<std::string> swap_names = {"swap (auto)", "stream-K", "cluster 2", "cluster 4", "cluster 8", "cluster 16",
                                                "mma.sync", "tokens 8", "tokens 16", "tokens 32", "tokens 64",
@@ -542,7 +542,7 @@ int main(int argc, char** argv) {
         v.us.push_back(m <= 16 ? t(w4, c4, scaled) : std::nan(""));
         v.us.push_back(m <= 16 ? t(w8, c8, scaled) : std::nan(""));
         auto strip = [&](std::vector<rc::RepackedWeight>& w, int copies, int split, int per_sm) {
-          if (m > 8) return std::nan("");
+          if (m > 16) return std::nan("");
           rc::GemmOptions o;
           o.kernel = rc::GemmOptions::Kernel::kStrip;
           o.strip_split = split;

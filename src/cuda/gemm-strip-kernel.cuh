@@ -33,7 +33,7 @@ namespace rtnq::cuda::detail {
 
 inline constexpr int kStripWarps = 8;
 inline constexpr int kStripThreads = kStripWarps * 32;
-inline constexpr int kStripTokens = 8;  // m <= 8: one n8 tile of tokens
+inline constexpr int kStripMaxTokens = 16;  // token tiles of 8 (m <= 8) or 16 (one or two n8 tiles of the MMA)
 inline constexpr int kStripK = 64;      // k per stage (4 units of 16)
 inline constexpr int kStripMaxSplit = 2;
 inline constexpr int kStripRedStride = 68;  // fp32 row of 64 columns + 4: lane (g, t) writes rows 2t, 2t + 1 in 32 banks
@@ -51,29 +51,31 @@ struct StripParams {
   int csplit;           // blocks per strip: 1, or 2 (a cluster)
 };
 
-template <int BITS>
+template <int BITS, int NT>
 struct StripSizes {
+  static_assert(NT == 8 || NT == 16, "one or two n8 token tiles");
   static constexpr int kLaneU4 = BITS / 4;                          // 16-byte chunks per lane per unit
   static constexpr int kWBytes = (kStripK / 16) * 32 * kLaneU4 * 16;  // one batch of a strip: 2 KB INT4, 4 KB INT8
-  static constexpr int kABytes = kStripTokens * kStripK * 2;         // 8 tokens x 64 k, 128 bytes a row
+  static constexpr int kABytes = NT * kStripK * 2;                   // NT tokens x 64 k, 128 bytes a row
   static constexpr int kSBytes = 64 * 2;                             // the strip's scale row of the batch's group
   static constexpr int kStageBytes = kWBytes + kABytes + kSBytes;
   static constexpr int kStages = 4;
   static constexpr int kWarpBytes = kStages * kStageBytes;
-  // Past the rings: a cluster's rank 0 receives rank 1's sums here (8 tokens x 64 columns), then its mbarrier.
-  static constexpr int kRecvBytes = kStripTokens * 64 * 4 + 16;
+  // Past the rings: a cluster's rank 0 receives rank 1's sums here (NT tokens x 64 columns), then its mbarrier.
+  static constexpr int kRecvBytes = NT * 64 * 4 + 16;
   static constexpr int kSmemBytes = kStripWarps * kWarpBytes + kRecvBytes;
   // The end of the block reuses the rings for the 8 warps' partial sums.
-  static constexpr int kRedBytes = kStripWarps * kStripTokens * kStripRedStride * 4;
+  static constexpr int kRedBytes = kStripWarps * NT * kStripRedStride * 4;
   static_assert(kRedBytes <= kStripWarps * kWarpBytes, "the reduction fits the spent rings");
   static_assert(kWBytes % 128 == 0 && kStageBytes % 128 == 0 && kWarpBytes % 128 == 0,
                 "every activation tile starts on a 128-byte boundary (its rows are the swizzle's 128-byte rows)");
   static_assert(kSmemBytes <= 227 * 1024, "fits the opt-in shared memory of sm_90");
 };
 
-template <int BITS, typename T>
+template <int BITS, typename T, int NT>
 __global__ void __launch_bounds__(kStripThreads, 1) gemm_strip_kernel(StripParams p) {
-  using Sz = StripSizes<BITS>;
+  using Sz = StripSizes<BITS, NT>;
+  constexpr int kTT = NT / 8;  // n8 token tiles
   using Tr = ActTraits<T>;
   constexpr int kLaneU4 = Sz::kLaneU4, kStages = Sz::kStages, kAhead = kStages - 1;
   extern __shared__ __align__(16) unsigned char smem[];
@@ -114,10 +116,10 @@ __global__ void __launch_bounds__(kStripThreads, 1) gemm_strip_kernel(StripParam
   auto stage_at = [&](int s) { return ring + s * Sz::kStageBytes; };
 
   // Token rows past m stay zero: written once here, never copied into.
-  for (int i = lane; i < kStages * kStripTokens * 8; i += 32) {
-    const int s = i / (kStripTokens * 8), row = (i / 8) % kStripTokens;
+  for (int i = lane; i < kStages * NT * 8; i += 32) {
+    const int s = i / (NT * 8), row = (i / 8) % NT;
     if (row >= p.m)
-      *reinterpret_cast<uint4*>(smem + warp * Sz::kWarpBytes + s * Sz::kStageBytes + Sz::kWBytes + (i % 64) * 16) =
+      *reinterpret_cast<uint4*>(smem + warp * Sz::kWarpBytes + s * Sz::kStageBytes + Sz::kWBytes + (i % (NT * 8)) * 16) =
           make_uint4(0, 0, 0, 0);
   }
   // The loader's next batch and its scale group, moved by a counter (no division per stage).
@@ -142,25 +144,28 @@ __global__ void __launch_bounds__(kStripThreads, 1) gemm_strip_kernel(StripParam
       cp_async16(dst + Sz::kWBytes + Sz::kABytes + lane * 16, s_g + int64_t(grp) * p.n_pad + strip * 64 + lane * 8);
     }
   };
-  // Activations of batch b (token rows below m; chunks past k zero-filled): chunk c of row r at c ^ r.
+  // Activations of batch b (token rows below m; chunks past k zero-filled): chunk c of row r at c ^ (r & 7).
   auto issue_a = [&](int b, int s) {
     const uint32_t dst = stage_at(s) + Sz::kWBytes;
 #pragma unroll
-    for (int i = 0; i < 2; ++i) {
+    for (int i = 0; i < NT / 4; ++i) {
       const int c = lane + 32 * i, row = c >> 3, ch = c & 7;
       if (row < p.m) {
         const int kk = b * kStripK + ch * 8;
         const bool ok = kk < p.k;  // k % 8 == 0: a chunk is all in or all out
-        cp_async16_zfill(dst + (row * 8 + (ch ^ row)) * 16, ok ? a_g + int64_t(row) * p.k + kk : a_g, ok ? 16 : 0);
+        cp_async16_zfill(dst + (row * 8 + (ch ^ (row & 7))) * 16, ok ? a_g + int64_t(row) * p.k + kk : a_g,
+                         ok ? 16 : 0);
       }
     }
   };
 
-  float acc[4][4], pacc[4][4];
+  float acc[4][kTT][4], pacc[4][kTT][4];  // slice, token tile, fragment
 #pragma unroll
   for (int q = 0; q < 4; ++q)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) acc[q][e] = pacc[q][e] = 0.f;
+    for (int i = 0; i < kTT; ++i)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[q][i][e] = pacc[q][i][e] = 0.f;
 
   int g_pos = ld.pos;  // batches of the current group already multiplied
 #pragma unroll
@@ -189,12 +194,13 @@ __global__ void __launch_bounds__(kStripThreads, 1) gemm_strip_kernel(StripParam
     const uint32_t a_s = stage_at(s) + Sz::kWBytes;
 #pragma unroll
     for (int u2 = 0; u2 < kStripK / 32; ++u2) {
-      // B fragments of units 2 u2 and 2 u2 + 1 (matrices: k 0-7 and 8-15 of each; lane L addresses row L % 8 of
-      // matrix L / 8).
-      uint32_t bf[4];
-      {
-        const int row = lane & 7, ch = 4 * u2 + (lane >> 3);
-        ldmatrix_x4(bf, a_s + (row * 8 + (ch ^ row)) * 16);
+      // B fragments of units 2 u2 and 2 u2 + 1 for token tile i (matrices: k 0-7 and 8-15 of each; lane L
+      // addresses row L % 8 of matrix L / 8).
+      uint32_t bf[kTT][4];
+#pragma unroll
+      for (int i = 0; i < kTT; ++i) {
+        const int row = 8 * i + (lane & 7), ch = 4 * u2 + (lane >> 3);
+        ldmatrix_x4(bf[i], a_s + (row * 8 + (ch ^ (lane & 7))) * 16);
       }
 #pragma unroll
       for (int uu = 0; uu < 2; ++uu) {
@@ -208,7 +214,8 @@ __global__ void __launch_bounds__(kStripThreads, 1) gemm_strip_kernel(StripParam
           uint32_t b[4];
           dequant_slice<BITS, T>(words, q, b);
           const uint32_t af[4] = {b[0], b[2], b[1], b[3]};
-          mma_16816<T>(pacc[q], af, bf[2 * uu], bf[2 * uu + 1]);
+#pragma unroll
+          for (int i = 0; i < kTT; ++i) mma_16816<T>(pacc[q][i], af, bf[i][2 * uu], bf[i][2 * uu + 1]);
         }
       }
     }
@@ -221,12 +228,15 @@ __global__ void __launch_bounds__(kStripThreads, 1) gemm_strip_kernel(StripParam
 #pragma unroll
       for (int q = 0; q < 4; ++q) {
         const float lo = Tr::low_f32(s_all[q]), hi = Tr::high_f32(s_all[q]);
-        acc[q][0] = fmaf(pacc[q][0], lo, acc[q][0]);
-        acc[q][1] = fmaf(pacc[q][1], lo, acc[q][1]);
-        acc[q][2] = fmaf(pacc[q][2], hi, acc[q][2]);
-        acc[q][3] = fmaf(pacc[q][3], hi, acc[q][3]);
 #pragma unroll
-        for (int e = 0; e < 4; ++e) pacc[q][e] = 0.f;
+        for (int i = 0; i < kTT; ++i) {
+          acc[q][i][0] = fmaf(pacc[q][i][0], lo, acc[q][i][0]);
+          acc[q][i][1] = fmaf(pacc[q][i][1], lo, acc[q][i][1]);
+          acc[q][i][2] = fmaf(pacc[q][i][2], hi, acc[q][i][2]);
+          acc[q][i][3] = fmaf(pacc[q][i][3], hi, acc[q][i][3]);
+#pragma unroll
+          for (int e = 0; e < 4; ++e) pacc[q][i][e] = 0.f;
+        }
       }
     }
   }
@@ -238,19 +248,22 @@ __global__ void __launch_bounds__(kStripThreads, 1) gemm_strip_kernel(StripParam
 #pragma unroll
   for (int q = 0; q < 4; ++q)
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      float* r0 = red + (warp * kStripTokens + 2 * t) * kStripRedStride + 16 * q + 8 * h + g;
-      r0[0] = acc[q][2 * h];
-      r0[kStripRedStride] = acc[q][2 * h + 1];
-    }
+    for (int i = 0; i < kTT; ++i)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float* r0 = red + (warp * NT + 8 * i + 2 * t) * kStripRedStride + 16 * q + 8 * h + g;
+        r0[0] = acc[q][i][2 * h];
+        r0[kStripRedStride] = acc[q][i][2 * h + 1];
+      }
   __syncthreads();
-  const int quad = tid, tok = quad / 16, col0 = (quad % 16) * 4;  // m <= 8: at most 128 quads, one a thread
+  const int quad = tid, tok = quad / 16, col0 = (quad % 16) * 4;  // m <= 16: at most 256 quads, one a thread
+  static_assert(NT * 16 <= kStripThreads, "one quad a thread");
   if (quad >= p.m * 16) return;  // (a thread that arrived at the cluster barrier and left does not hold it up)
   float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
   for (int w = 0; w < kStripWarps; ++w) {
     const float4 v =
-        *reinterpret_cast<const float4*>(red + (w * kStripTokens + tok) * kStripRedStride + col0);
+        *reinterpret_cast<const float4*>(red + (w * NT + tok) * kStripRedStride + col0);
     sum.x += v.x, sum.y += v.y, sum.z += v.z, sum.w += v.w;
   }
   float* recv = reinterpret_cast<float*>(smem + Sz::kSmemBytes - Sz::kRecvBytes) + quad * 4;
@@ -279,25 +292,25 @@ __global__ void __launch_bounds__(kStripThreads, 1) gemm_strip_kernel(StripParam
     if (strip * 64 + col0 + e < p.n) c_g[e] = Tr::from_float(vals[e]);
 }
 
-template <int BITS, typename T>
+template <int BITS, typename T, int NT>
 cudaError_t strip_smem_attr() {
   static const cudaError_t e = [] {
-    cudaError_t r = cudaFuncSetAttribute(gemm_strip_kernel<BITS, T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         padded_smem_bytes(StripSizes<BITS>::kSmemBytes, 1));
-    if (r == cudaSuccess) r = cudaFuncSetAttribute(gemm_strip_kernel<BITS, T>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+    cudaError_t r = cudaFuncSetAttribute(gemm_strip_kernel<BITS, T, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         padded_smem_bytes(StripSizes<BITS, NT>::kSmemBytes, 1));
+    if (r == cudaSuccess) r = cudaFuncSetAttribute(gemm_strip_kernel<BITS, T, NT>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
     return r;
   }();
   return e;
 }
 
 // per_sm: pad the shared memory so that at most that many blocks share an SM (0: unpadded).
-template <int BITS, typename T>
+template <int BITS, typename T, int NT>
 cudaError_t launch_gemm_strip(const StripParams& p, int blocks, bool pdl, int per_sm, cudaStream_t stream) {
-  if (const cudaError_t e = strip_smem_attr<BITS, T>(); e != cudaSuccess) return e;
+  if (const cudaError_t e = strip_smem_attr<BITS, T, NT>(); e != cudaSuccess) return e;
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(unsigned(blocks), 1, 1);
   cfg.blockDim = dim3(unsigned(kStripThreads), 1, 1);
-  cfg.dynamicSmemBytes = size_t(padded_smem_bytes(StripSizes<BITS>::kSmemBytes, per_sm));
+  cfg.dynamicSmemBytes = size_t(padded_smem_bytes(StripSizes<BITS, NT>::kSmemBytes, per_sm));
   cfg.stream = stream;
   cudaLaunchAttribute attr[2];
   unsigned n_attr = 0;
@@ -305,14 +318,14 @@ cudaError_t launch_gemm_strip(const StripParams& p, int blocks, bool pdl, int pe
   if (p.csplit > 1) attr[n_attr++] = cluster_dim_attr(p.csplit);
   cfg.attrs = attr;
   cfg.numAttrs = n_attr;
-  const cudaError_t e = cudaLaunchKernelEx(&cfg, gemm_strip_kernel<BITS, T>, p);
+  const cudaError_t e = cudaLaunchKernelEx(&cfg, gemm_strip_kernel<BITS, T, NT>, p);
   if (e != cudaSuccess) return e;
   return cudaGetLastError();
 }
 
 // How many clusters of `size` blocks the card holds at once with at most `per_sm` blocks to an SM (0: as many as
 // fit); 0 if none or the query fails. Cached.
-template <int BITS, typename T>
+template <int BITS, typename T, int NT>
 int gemm_strip_max_clusters(int size, int per_sm) {
   static std::atomic<int> cache[kStripMaxSplit + 1][3] = {};
   if (size < 2 || size > kStripMaxSplit || per_sm < 0 || per_sm > 2) return 0;
@@ -321,12 +334,12 @@ int gemm_strip_max_clusters(int size, int per_sm) {
     cudaLaunchConfig_t cfg{};
     cfg.gridDim = dim3(unsigned(size), 1, 1);
     cfg.blockDim = dim3(unsigned(kStripThreads), 1, 1);
-    cfg.dynamicSmemBytes = size_t(padded_smem_bytes(StripSizes<BITS>::kSmemBytes, per_sm));
+    cfg.dynamicSmemBytes = size_t(padded_smem_bytes(StripSizes<BITS, NT>::kSmemBytes, per_sm));
     cudaLaunchAttribute attr = cluster_dim_attr(size);
     cfg.attrs = &attr;
     cfg.numAttrs = 1;
-    if (strip_smem_attr<BITS, T>() != cudaSuccess ||
-        cudaOccupancyMaxActiveClusters(&n, gemm_strip_kernel<BITS, T>, &cfg) != cudaSuccess) {
+    if (strip_smem_attr<BITS, T, NT>() != cudaSuccess ||
+        cudaOccupancyMaxActiveClusters(&n, gemm_strip_kernel<BITS, T, NT>, &cfg) != cudaSuccess) {
       (void)cudaGetLastError();
       n = 0;
     }
@@ -336,11 +349,13 @@ int gemm_strip_max_clusters(int size, int per_sm) {
   return n > 0 ? n : 0;
 }
 
-#define RTNQ_STRIP_INSTANCE(PREFIX, BITS, T)                                                                \
-  PREFIX template cudaError_t launch_gemm_strip<BITS, T>(const StripParams&, int, bool, int, cudaStream_t); \
-  PREFIX template int gemm_strip_max_clusters<BITS, T>(int, int);
+#define RTNQ_STRIP_INSTANCE(PREFIX, BITS, T, NT)                                                                  \
+  PREFIX template cudaError_t launch_gemm_strip<BITS, T, NT>(const StripParams&, int, bool, int, cudaStream_t); \
+  PREFIX template int gemm_strip_max_clusters<BITS, T, NT>(int, int);
 #define RTNQ_STRIP_INSTANCES_FOR(PREFIX, T) \
-  RTNQ_STRIP_INSTANCE(PREFIX, 4, T)         \
-  RTNQ_STRIP_INSTANCE(PREFIX, 8, T)
+  RTNQ_STRIP_INSTANCE(PREFIX, 4, T, 8)      \
+  RTNQ_STRIP_INSTANCE(PREFIX, 8, T, 8)      \
+  RTNQ_STRIP_INSTANCE(PREFIX, 4, T, 16)     \
+  RTNQ_STRIP_INSTANCE(PREFIX, 8, T, 16)
 
 }  // namespace rtnq::cuda::detail

@@ -365,35 +365,46 @@ cudaError_t dispatch_swap(const GemmParams& base, int64_t m, size_t ws_bytes, vo
 // m = 1-8 (thirteenth session): 8B qkv (96 strips, 73%) 7.1 us vs 8.0 in the swapped-operand kernel's clusters; 70B
 // qkv (160 strips: two waves) 23.8 vs 16.4, so never more blocks than SMs.
 constexpr int64_t kStripFillPct = 70;
+// Strip kernel, auto: up to this m (token tiles of 8 and 16).
+constexpr int64_t kStripAutoMaxM = 16;
+
+// INT4 at 16 tokens: a block's 8 warps run two MMAs per slice and unit, and one block per SM keeps up with its
+// share of HBM only on short k ranges and with every SM busy. H100, m = 9-16, strip vs swapped-operand kernel
+// (thirteenth session, run 9): 8B o 6.2-6.3 vs 6.8-7.5 us, down 14.7-15.2 vs 15.9-16.5, 70B o 16.0-16.4 vs
+// 17.5-18.4; but 8B qkv (73% of the SMs) 8.6-8.9 vs 8.5-8.7 and 70B down (28672 deep) 51.2-53.3 vs 47.3-50.5.
+// INT8 (twice the bytes a weight) gained on all five.
+constexpr int64_t kStrip16FillPct = 90;
+constexpr int64_t kStrip16MaxK = 8192;  // k per block
 
 // Blocks per strip (1 or 2) with which the strip kernel's grid holds at most one block per SM and fills at least
-// kStripFillPct of them; 0 if neither does, or the weight's scale groups are shorter than a 64-deep batch.
-template <int BITS, typename T>
+// kStripFillPct of them (INT4 at 16 tokens: kStrip16FillPct, with at most kStrip16MaxK of k a block); 0 if neither
+// does, or the weight's scale groups are shorter than a 64-deep batch.
+template <int BITS, typename T, int NT>
 int auto_strip_split(const GemmParams& base, const GemmOptions& opt) {
   if (base.group % kStripK != 0) return 0;
   const int64_t strips = (base.n + 63) / 64, sms = sm_count();
+  const bool int4_16 = BITS == 4 && NT == 16;
   for (int cs = 1; cs <= kStripMaxSplit; ++cs) {
     const int64_t blocks = strips * cs;
-    if (blocks > sms || blocks * 100 < sms * kStripFillPct) continue;
-    if (cs > 1 && gemm_strip_max_clusters<BITS, T>(cs, opt.strip_per_sm) < strips) continue;
+    if (blocks > sms || blocks * 100 < sms * (int4_16 ? kStrip16FillPct : kStripFillPct)) continue;
+    if (int4_16 && base.k_pad / cs > kStrip16MaxK) continue;
+    if (cs > 1 && gemm_strip_max_clusters<BITS, T, NT>(cs, opt.strip_per_sm) < strips) continue;
     return cs;
   }
   return 0;
 }
 
-template <int BITS, typename T>
-cudaError_t dispatch_strip(const GemmParams& base, int64_t m, const GemmOptions& opt, int csplit, cudaStream_t stream) {
-  if (m > kStripTokens)
-    return fail(cudaErrorInvalidValue, "gemm_quant: the strip kernel takes m <= " + std::to_string(kStripTokens) +
-                                           ", got m = " + std::to_string(m));
+// csplit: blocks per strip (0: choose; opt.strip_split overrides either).
+template <int BITS, typename T, int NT>
+cudaError_t dispatch_strip_as(const GemmParams& base, int64_t m, const GemmOptions& opt, int csplit, cudaStream_t stream) {
   if (base.group % kStripK != 0)
     return fail(cudaErrorNotSupported, "gemm_quant: the strip kernel needs scale groups of 64 or more (or per-channel), got " +
                                            std::to_string(base.group));
   const int64_t strips = (base.n + 63) / 64;
   if (opt.strip_split == 1 || opt.strip_split == 2) csplit = opt.strip_split;
   if (csplit == 0)
-    csplit = strips * 2 <= sm_count() && gemm_strip_max_clusters<BITS, T>(2, opt.strip_per_sm) > 0 ? 2 : 1;
-  if (csplit == 2 && gemm_strip_max_clusters<BITS, T>(2, opt.strip_per_sm) < 1)
+    csplit = strips * 2 <= sm_count() && gemm_strip_max_clusters<BITS, T, NT>(2, opt.strip_per_sm) > 0 ? 2 : 1;
+  if (csplit == 2 && gemm_strip_max_clusters<BITS, T, NT>(2, opt.strip_per_sm) < 1)
     return fail(cudaErrorNotSupported, "gemm_quant: this card cannot run the strip kernel's clusters of 2");
   if (strips * csplit > INT32_MAX) return fail(cudaErrorInvalidValue, "gemm_quant: weight too large for the strip kernel");
   StripParams p{};
@@ -410,9 +421,29 @@ cudaError_t dispatch_strip(const GemmParams& base, int64_t m, const GemmOptions&
   p.num_groups = base.num_groups;
   p.group_batches = base.group / kStripK;
   p.csplit = csplit;
-  const cudaError_t e = launch_gemm_strip<BITS, T>(p, int(strips * csplit), opt.pdl, opt.strip_per_sm, stream);
+  const cudaError_t e = launch_gemm_strip<BITS, T, NT>(p, int(strips * csplit), opt.pdl, opt.strip_per_sm, stream);
   if (e != cudaSuccess) return fail(e, std::string("gemm_quant: strip launch failed: ") + cudaGetErrorString(e));
   return cudaSuccess;
+}
+
+// The strip kernel with the smallest token tile that holds m (8 or 16); automatic: only where auto_strip_split
+// finds a split, else the swapped-operand kernel (returns false, nothing launched).
+template <int BITS, typename T>
+cudaError_t dispatch_strip(const GemmParams& base, int64_t m, const GemmOptions& opt, bool automatic, bool* taken,
+                           cudaStream_t stream) {
+  *taken = true;
+  if (m > kStripMaxTokens)
+    return fail(cudaErrorInvalidValue, "gemm_quant: the strip kernel takes m <= " + std::to_string(kStripMaxTokens) +
+                                           ", got m = " + std::to_string(m));
+  auto run = [&]<int NT>() {
+    const int cs = automatic ? auto_strip_split<BITS, T, NT>(base, opt) : 0;
+    if (automatic && cs == 0) {
+      *taken = false;
+      return cudaSuccess;
+    }
+    return dispatch_strip_as<BITS, T, NT>(base, m, opt, cs, stream);
+  };
+  return m <= 8 ? run.template operator()<8>() : run.template operator()<16>();
 }
 
 // f.template operator()<BITS, T>() for the weight's bits (4, 8) and activation type (half, __nv_bfloat16).
@@ -527,9 +558,11 @@ cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t 
   const bool swap = opt.kernel == GemmOptions::Kernel::kSwap || automatic;
   const bool strip = opt.kernel == GemmOptions::Kernel::kStrip;
   const cudaError_t e = with_weight_type(w, [&]<int BITS, typename T>() {
-    if (strip) return dispatch_strip<BITS, T>(p, m, opt, 0, stream);
-    if (automatic && m <= kStripTokens)
-      if (const int cs = auto_strip_split<BITS, T>(p, opt); cs > 0) return dispatch_strip<BITS, T>(p, m, opt, cs, stream);
+    bool taken = false;
+    if (strip || (automatic && m <= kStripAutoMaxM)) {
+      const cudaError_t es = dispatch_strip<BITS, T>(p, m, opt, !strip, &taken, stream);
+      if (taken) return es;
+    }
     if (swap) return dispatch_swap<BITS, T>(p, m, ws.bytes, ws.ptr, opt, stream);
     if (decode) return dispatch_decode<BITS, T>(p, m, ws.bytes, ws.ptr, opt, stream);
     return dispatch_m<BITS, T>(p, m, ws.bytes, ws.ptr, opt.max_splits, opt.m_tile_rows, stream);

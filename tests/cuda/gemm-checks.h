@@ -526,13 +526,16 @@ inline std::vector<GemmCase> gemm_cases() {
       cases.push_back({5, 4096, 4096, bits, 256, act, Path::kSwapStreamK});
       for (int64_t m : {1, 16}) cases.push_back({m, 4096, 14336, bits, 128, act, Path::kSwap8Scaled});
       cases.push_back({3, 576, 1536, bits, -1, act, Path::kSwap8Scaled});
-      // The strip kernel (auto at m <= 8 on INT4 8B o and down, 70B o): clusters of two blocks a strip with scale
-      // groups folded inside a warp's k range (groups of 256), odd n and per-channel, k so short that warps get no
-      // batch (k = 200: 2 batches a block), groups of 64; one block a strip; unpadded blocks.
-      for (int64_t m : {1, 3, 8}) {
+      // The strip kernel (auto at m <= 16 where the strips fill the SMs: 8B qkv, o, down, 70B o, down): clusters
+      // of two blocks a strip with scale groups folded inside a warp's k range (groups of 256), odd n and
+      // per-channel, k so short that warps get no batch (k = 200: 2 batches a block), groups of 64; one block a
+      // strip; unpadded blocks; token tiles of 8 and 16.
+      for (int64_t m : {1, 3, 8, 9, 16}) {  // token tiles of 8 and 16
         cases.push_back({m, 4096, 4096, bits, 128, act, Path::kStrip});
         cases.push_back({m, 4096, 14336, bits, 256, act, Path::kStrip});
       }
+      cases.push_back({13, 1000, 1536, bits, -1, act, Path::kStrip});
+      cases.push_back({12, 8192, 8192, bits, 128, act, Path::kStripOne});
       cases.push_back({5, 1000, 1536, bits, -1, act, Path::kStrip});
       cases.push_back({2, 333, 200, bits, -1, act, Path::kStrip});
       cases.push_back({7, 576, 576, bits, 64, act, Path::kStrip});
@@ -608,7 +611,7 @@ inline CheckResult check_rejections(Context& ctx) {
   expect_error(gemm_quant(a.ptr, w, c.ptr, 4, ctx.ws, ctx.stream, bad_cluster), "swap_cluster with 128 tokens");
   GemmOptions strip;
   strip.kernel = GemmOptions::Kernel::kStrip;
-  expect_error(gemm_quant(a.ptr, w, c.ptr, 9, ctx.ws, ctx.stream, strip), "strip kernel at m = 9");
+  expect_error(gemm_quant(a.ptr, w, c.ptr, 17, ctx.ws, ctx.stream, strip), "strip kernel at m = 17");
   GemmOptions bad_strip = strip;
   bad_strip.strip_split = 3;
   expect_error(gemm_quant(a.ptr, w, c.ptr, 4, ctx.ws, ctx.stream, bad_strip), "strip_split 3");
