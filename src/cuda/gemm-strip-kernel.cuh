@@ -1,9 +1,10 @@
-// The strip kernel: the fused dequantize-and-multiply for m <= 8 on linears whose 64-column strips come out at about
-// one block per SM - one block per strip, or a cluster of two (Llama-3 8B o and down: 64 strips x 2; 8B qkv: 96
-// strips, 70B o and down: 128, one block each). H100, m = 1: 8B o 5.8 vs 6.2 us, down 12.5 vs 14.4, qkv 7.1 vs
-// 8.0, 70B o 12.9 vs 15.8 in the swapped-operand kernel (docs/perf-notes.md, thirteenth session).
+// The strip kernel: the fused dequantize-and-multiply for m <= 16 (token tiles of 8 or 16) on linears whose
+// 64-column strips come out at about one block per SM - one block per strip, or a cluster of two (Llama-3 8B o and
+// down: 64 strips x 2; 8B qkv: 96 strips, 70B o and down: 128, one block each). H100, m = 1, same run: 8B o 5.2 vs
+// 6.2 us, down 11.9 vs 14.5, qkv 6.9 vs 8.0, 70B o 12.6 vs 15.8 in the swapped-operand kernel (docs/perf-notes.md,
+// thirteenth session).
 //
-// Why a third small-m kernel. At m <= 8 a call is memory-bound only while every SM streams: the swapped-operand
+// Why a third small-m kernel. At m <= 16 a call is memory-bound only while every SM streams: the swapped-operand
 // kernel (gemm-swap-kernel.cuh) gives a block 256 columns, so these linears have 16-32 tiles, and their k is split
 // over clusters of 8-16 blocks, which the hardware places a GPC at a time up to the blocks-per-SM cap: some SMs run
 // 3 blocks, some 1, ~30 none, and the call ends with the most loaded SMs ~2 us after the rest (8B down at m = 1:
@@ -16,7 +17,7 @@
 // (weights, activations, scales; no block barrier in the main loop, only cp.async.wait_group and __syncwarp) and
 // its own mma.sync m16n8k16 tiles: the dequantized weights are the 16-row A operand (a lane's word s of a unit is
 // the A fragment of slice s, as in the swapped-operand kernel: see repack-layout.h and the top of that file), the
-// 8 token rows the B operand (ldmatrix from an XOR-swizzled tile). The integer weights q go into the MMA unscaled
+// token rows the B operand, one or two n8 tiles (ldmatrix from an XOR-swizzled tile). The integer weights q go into the MMA unscaled
 // (exact in FP16 and BF16) and each scale group's partial sums are scaled in fp32 at the group's end (deferred
 // scales: groups of 64 and up, or per-channel). At the end the 8 warps' sums meet in shared memory, and a
 // cluster's second block sends its sums into the first one's shared memory (st.async), which stores the strip.
