@@ -27,6 +27,7 @@
 #include <atomic>
 
 #include "cuda/gemm-kernel.cuh"
+#include "cuda/launch-util.h"
 
 namespace rtnq::cuda::detail {
 
@@ -301,19 +302,8 @@ cudaError_t launch_gemm_decode(const DecodeParams& p, int blocks, bool pdl, cuda
   using Sz = DecodeSizes<BITS>;
   static_assert(Sz::smem_bytes(kDecodeMaxM, true) <= 227 * 1024, "fits the opt-in shared memory of sm_90");
   if (const cudaError_t e = decode_smem_attr<BITS, T, kWide>(); e != cudaSuccess) return e;
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(unsigned(blocks), 1, 1);
-  cfg.blockDim = dim3(kDecThreads, 1, 1);
-  cfg.dynamicSmemBytes = size_t(Sz::smem_bytes(p.m, Sz::unit_scales(p.group)));
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = pdl ? 1 : 0;
-  const cudaError_t e = cudaLaunchKernelEx(&cfg, gemm_decode_kernel<BITS, T, kWide>, p);
-  if (e != cudaSuccess) return e;
-  return cudaGetLastError();
+  const LaunchConfig lc(blocks, kDecThreads, Sz::smem_bytes(p.m, Sz::unit_scales(p.group)), stream, pdl, 1);
+  return launch_with(gemm_decode_kernel<BITS, T, kWide>, lc, p);
 }
 
 // Blocks per SM for this m and scale-row mode (shared memory decides), cached per (m, mode). Atomic slots: host

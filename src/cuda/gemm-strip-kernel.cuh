@@ -308,20 +308,9 @@ cudaError_t strip_smem_attr() {
 template <int BITS, typename T, int NT>
 cudaError_t launch_gemm_strip(const StripParams& p, int blocks, bool pdl, int per_sm, cudaStream_t stream) {
   if (const cudaError_t e = strip_smem_attr<BITS, T, NT>(); e != cudaSuccess) return e;
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(unsigned(blocks), 1, 1);
-  cfg.blockDim = dim3(unsigned(kStripThreads), 1, 1);
-  cfg.dynamicSmemBytes = size_t(padded_smem_bytes(StripSizes<BITS, NT>::kSmemBytes, per_sm));
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[2];
-  unsigned n_attr = 0;
-  if (pdl) attr[n_attr++] = pdl_attr();
-  if (p.csplit > 1) attr[n_attr++] = cluster_dim_attr(p.csplit);
-  cfg.attrs = attr;
-  cfg.numAttrs = n_attr;
-  const cudaError_t e = cudaLaunchKernelEx(&cfg, gemm_strip_kernel<BITS, T, NT>, p);
-  if (e != cudaSuccess) return e;
-  return cudaGetLastError();
+  const LaunchConfig lc(blocks, kStripThreads, padded_smem_bytes(StripSizes<BITS, NT>::kSmemBytes, per_sm), stream,
+                        pdl, p.csplit);
+  return launch_with(gemm_strip_kernel<BITS, T, NT>, lc, p);
 }
 
 // How many clusters of `size` blocks the card holds at once with at most `per_sm` blocks to an SM (0: as many as
@@ -332,18 +321,11 @@ int gemm_strip_max_clusters(int size, int per_sm) {
   if (size < 2 || size > kStripMaxSplit || per_sm < 0 || per_sm > 2) return 0;
   int n = cache[size][per_sm].load(std::memory_order_relaxed);
   if (n == 0) {
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = dim3(unsigned(size), 1, 1);
-    cfg.blockDim = dim3(unsigned(kStripThreads), 1, 1);
-    cfg.dynamicSmemBytes = size_t(padded_smem_bytes(StripSizes<BITS, NT>::kSmemBytes, per_sm));
-    cudaLaunchAttribute attr = cluster_dim_attr(size);
-    cfg.attrs = &attr;
-    cfg.numAttrs = 1;
-    if (strip_smem_attr<BITS, T, NT>() != cudaSuccess ||
-        cudaOccupancyMaxActiveClusters(&n, gemm_strip_kernel<BITS, T, NT>, &cfg) != cudaSuccess) {
+    if (strip_smem_attr<BITS, T, NT>() == cudaSuccess)
+      n = max_active_clusters(gemm_strip_kernel<BITS, T, NT>, size, kStripThreads,
+                              padded_smem_bytes(StripSizes<BITS, NT>::kSmemBytes, per_sm));
+    else
       (void)cudaGetLastError();
-      n = 0;
-    }
     n = n > 0 ? n : -1;  // -1: asked, none
     cache[size][per_sm].store(n, std::memory_order_relaxed);
   }

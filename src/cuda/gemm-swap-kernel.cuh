@@ -755,21 +755,10 @@ cudaError_t swap_smem_attr() {
 
 template <int BITS, typename T, int NT, int MODE>
 cudaError_t launch_gemm_swap(const SwapParams& p, int blocks, bool pdl, int per_sm, cudaStream_t stream) {
+  using Sz = SwapSizes<BITS, NT, MODE>;
   if (const cudaError_t e = swap_smem_attr<BITS, T, NT, MODE>(); e != cudaSuccess) return e;
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(unsigned(blocks), 1, 1);
-  cfg.blockDim = dim3(unsigned(SwapSizes<BITS, NT, MODE>::kThreads), 1, 1);
-  cfg.dynamicSmemBytes = size_t(padded_smem_bytes(SwapSizes<BITS, NT, MODE>::kSmemBytes, per_sm));
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[2];
-  unsigned n_attr = 0;
-  if (pdl) attr[n_attr++] = pdl_attr();
-  if (p.csplit > 1) attr[n_attr++] = cluster_dim_attr(p.csplit);
-  cfg.attrs = attr;
-  cfg.numAttrs = n_attr;
-  const cudaError_t e = cudaLaunchKernelEx(&cfg, gemm_swap_kernel<BITS, T, NT, MODE>, p);
-  if (e != cudaSuccess) return e;
-  return cudaGetLastError();
+  const LaunchConfig lc(blocks, Sz::kThreads, padded_smem_bytes(Sz::kSmemBytes, per_sm), stream, pdl, p.csplit);
+  return launch_with(gemm_swap_kernel<BITS, T, NT, MODE>, lc, p);
 }
 
 template <int BITS, typename T, int NT, int MODE>
@@ -802,18 +791,12 @@ int gemm_swap_max_clusters(int size, int per_sm) {
   if (non_portable != cudaSuccess && size > 8) return 0;
   int n = cache[size][per_sm].load(std::memory_order_relaxed);
   if (n == 0) {
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = dim3(unsigned(size), 1, 1);
-    cfg.blockDim = dim3(unsigned(SwapSizes<BITS, NT, MODE>::kThreads), 1, 1);
-    cfg.dynamicSmemBytes = size_t(padded_smem_bytes(SwapSizes<BITS, NT, MODE>::kSmemBytes, per_sm));
-    cudaLaunchAttribute attr = cluster_dim_attr(size);
-    cfg.attrs = &attr;
-    cfg.numAttrs = 1;
-    if (swap_smem_attr<BITS, T, NT, MODE>() != cudaSuccess ||
-        cudaOccupancyMaxActiveClusters(&n, gemm_swap_kernel<BITS, T, NT, MODE>, &cfg) != cudaSuccess) {
+    using Sz = SwapSizes<BITS, NT, MODE>;
+    if (swap_smem_attr<BITS, T, NT, MODE>() == cudaSuccess)
+      n = max_active_clusters(gemm_swap_kernel<BITS, T, NT, MODE>, size, Sz::kThreads,
+                              padded_smem_bytes(Sz::kSmemBytes, per_sm));
+    else
       (void)cudaGetLastError();
-      n = 0;
-    }
     n = n > 0 ? n : -1;  // -1: asked, none
     cache[size][per_sm].store(n, std::memory_order_relaxed);
   }

@@ -1,5 +1,5 @@
-// Host-side launch helpers the fused kernels share: shared memory padded to cap the blocks per SM, and the 1-D
-// cluster launch attribute.
+// Host-side launch helpers the fused kernels share: shared memory padded to cap the blocks per SM, the launch
+// attributes (1-D clusters, programmatic dependent launch), the launch itself and the cluster-occupancy query.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -51,6 +51,48 @@ inline cudaLaunchAttribute pdl_attr() {
   a.id = cudaLaunchAttributeProgrammaticStreamSerialization;
   a.val.programmaticStreamSerializationAllowed = 1;
   return a;
+}
+
+// A 1-D launch of `blocks` blocks of `threads` with `smem` bytes of dynamic shared memory, with programmatic stream
+// serialization (pdl) and clusters of `cluster` blocks (> 1) as asked: what every fused kernel's launch and
+// cluster-occupancy query describe. Not copyable: cfg points into attr.
+struct LaunchConfig {
+  cudaLaunchConfig_t cfg{};
+  cudaLaunchAttribute attr[2];
+  LaunchConfig(int blocks, int threads, int smem, cudaStream_t stream, bool pdl, int cluster) {
+    cfg.gridDim = dim3(unsigned(blocks), 1, 1);
+    cfg.blockDim = dim3(unsigned(threads), 1, 1);
+    cfg.dynamicSmemBytes = size_t(smem);
+    cfg.stream = stream;
+    unsigned n = 0;
+    if (pdl) attr[n++] = pdl_attr();
+    if (cluster > 1) attr[n++] = cluster_dim_attr(cluster);
+    cfg.attrs = attr;
+    cfg.numAttrs = n;
+  }
+  LaunchConfig(const LaunchConfig&) = delete;
+  LaunchConfig& operator=(const LaunchConfig&) = delete;
+};
+
+// Launches kernel(p) as lc describes; the launch's own error, else the first error it left behind.
+template <typename Params>
+cudaError_t launch_with(void (*kernel)(Params), const LaunchConfig& lc, const Params& p) {
+  const cudaError_t e = cudaLaunchKernelEx(&lc.cfg, kernel, p);
+  if (e != cudaSuccess) return e;
+  return cudaGetLastError();
+}
+
+// How many clusters of `size` blocks of `kernel` (threads, smem bytes of dynamic shared memory each) the card holds
+// at once; 0 if none, or the query fails (its error cleared).
+template <typename Params>
+int max_active_clusters(void (*kernel)(Params), int size, int threads, int smem) {
+  const LaunchConfig lc(size, threads, smem, nullptr, false, size);
+  int n = 0;
+  if (cudaOccupancyMaxActiveClusters(&n, kernel, &lc.cfg) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return n > 0 ? n : 0;
 }
 
 }  // namespace rtnq::cuda::detail
