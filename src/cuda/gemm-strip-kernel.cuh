@@ -17,9 +17,9 @@
 // (weights, activations, scales; no block barrier in the main loop, only cp.async.wait_group and __syncwarp) and
 // its own mma.sync m16n8k16 tiles: the dequantized weights are the 16-row A operand (a lane's word s of a unit is
 // the A fragment of slice s, as in the swapped-operand kernel: see repack-layout.h and the top of that file), the
-// token rows the B operand, one or two n8 tiles (ldmatrix from an XOR-swizzled tile). The integer weights q go into the MMA unscaled
-// (exact in FP16 and BF16) and each scale group's partial sums are scaled in fp32 at the group's end (deferred
-// scales: groups of 64 and up, or per-channel). At the end the 8 warps' sums meet in shared memory, and a
+// token rows the B operand, one or two n8 tiles (ldmatrix from an XOR-swizzled tile). The integer weights q go
+// into the MMA unscaled (exact in FP16 and BF16) and each scale group's partial sums are scaled in fp32 at the
+// group's end (deferred scales: groups of 64 and up, or per-channel). At the end the 8 warps' sums meet in shared memory, and a
 // cluster's second block sends its sums into the first one's shared memory (st.async), which stores the strip.
 // Programmatic dependent launch as in the other fused kernels: the weights and scales of the first stages are
 // requested before griddepcontrol.wait, the activations after it.

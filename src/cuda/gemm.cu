@@ -426,8 +426,8 @@ cudaError_t dispatch_strip_as(const GemmParams& base, int64_t m, const GemmOptio
   return cudaSuccess;
 }
 
-// The strip kernel with the smallest token tile that holds m (8 or 16); automatic: only where auto_strip_split
-// finds a split, else the swapped-operand kernel (returns false, nothing launched).
+// The strip kernel with the smallest token tile that holds m (8 or 16). automatic: only where auto_strip_split
+// finds a split; elsewhere *taken is false and nothing is launched (the caller runs the swapped-operand kernel).
 template <int BITS, typename T>
 cudaError_t dispatch_strip(const GemmParams& base, int64_t m, const GemmOptions& opt, bool automatic, bool* taken,
                            cudaStream_t stream) {

@@ -58,12 +58,12 @@ struct GemmOptions {
   int max_splits = 0;
   // Rows of A per block: 0 chooses (16 up to a measured m, then 64); 16 or 64 forces one (benchmarks, tests).
   int m_tile_rows = 0;
-  // Which fused kernel: kAuto takes the strip kernel (gemm-strip-kernel.cuh) at m <= 8 where a linear's 64-column
-  // strips fill 70-100% of the SMs at one or two blocks a strip (auto_strip_split in gemm.cu), else the swapped-operand kernel
-  // (gemm-swap-kernel.cuh); the others force one: the strip kernel (m <= 8, groups of 64 and up or per-channel),
-  // the swapped-operand kernel, the decode kernel (per-warp weight streams, gemm-decode-kernel.cuh; m <= 16 only)
-  // or the tiled kernel (gemm-kernel.cuh; also m_tile_rows != 0). Auto never picks the last two: slower at every m
-  // measured.
+  // Which fused kernel: kAuto takes the strip kernel (gemm-strip-kernel.cuh) at m <= 16 where a linear's
+  // 64-column strips fill the SMs at one or two blocks a strip (auto_strip_split in gemm.cu), else the
+  // swapped-operand kernel (gemm-swap-kernel.cuh); the others force one: the strip kernel (m <= 16, groups of 64
+  // and up or per-channel), the swapped-operand kernel, the decode kernel (per-warp weight streams,
+  // gemm-decode-kernel.cuh; m <= 16 only) or the tiled kernel (gemm-kernel.cuh; also m_tile_rows != 0). Auto never
+  // picks the last two: slower at every m measured.
   enum class Kernel : uint8_t { kAuto, kTiled, kDecode, kSwap, kStrip };
   Kernel kernel = Kernel::kAuto;
   // Swapped-operand kernel: tokens per block tile, 8 (wgmma only), 16, 32, 64 or 128 (wgmma only); 0 chooses the
