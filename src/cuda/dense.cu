@@ -47,10 +47,18 @@ int64_t default_dense_crossover_m(int64_t n, int64_t k, int bits) {
   //   these narrow products grows with k, not m (SmolLM2 down, k = 1536, n = 576: 4.6-4.7 us at every m up to
   //   64, against 3.2-3.3 at k = 576), and the fused kernel beat it at m = 16 (3.4-3.6 vs 4.7 us) and 32 (4.4-4.5
   //   vs 4.6-4.7) in six readings of six; at 64 it loses (6.0-6.3).
-  (void)bits;
+  //   INT4 at m = 65-128 (fourteenth session, runs 1 and 5, H100): 8B gate_up (117M) 80.5 vs 88.5 us, and 8B down
+  //   (59M, 4096 wide: two 64-token tiles, see kSwapTwoTileMaxN) 40.5 vs 51.8, so 128 from 100M weights and from
+  //   40M where the weight is at most kSwapTwoTileMaxN wide (run 5 with it: 81.9 vs 88.3, 40.0 vs 52.4); 70B qkv
+  //   (84M) 60.3 vs 62.3 and o (67M) 55.4 vs 50.3 keep 64. INT8 keeps 64 (8B gate_up at m = 128: 92.2-93.3 vs
+  //   88.2-88.5).
   const int64_t weights = n * k;
   if (weights < (int64_t(8) << 20)) return k >= 1536 ? 32 : 8;
-  if (weights < (int64_t(200) << 20)) return 64;
+  if (weights < (int64_t(200) << 20)) {
+    const bool int4_128 = bits == 4 && (weights >= (int64_t(100) << 20) ||
+                                        (weights >= (int64_t(40) << 20) && n <= kSwapTwoTileMaxN));
+    return int4_128 ? 128 : 64;
+  }
   return 128;
 }
 

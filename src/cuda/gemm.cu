@@ -339,14 +339,19 @@ cudaError_t dispatch_swap_small(const GemmParams& base, int64_t m, size_t ws_byt
 template <int BITS, typename T>
 cudaError_t dispatch_swap(const GemmParams& base, int64_t m, size_t ws_bytes, void* ws_ptr, const GemmOptions& opt,
                           cudaStream_t stream) {
-  // Token tile: the smallest that holds m (8 only with wgmma), 128 (two warpgroups) above 64 with wgmma, else 64.
+  // Token tile: the smallest that holds m (8 only with wgmma), 128 (two warpgroups) above 64 with wgmma, else 64;
+  // but 64 up to m = 128 on weights at most kSwapTwoTileMaxN wide. Their few 128-token tiles run in stream-K, whose
+  // hand-off (float2 atomics into the workspace) outweighs the second m tile's weight reads from L2; two 64-token
+  // tiles run in clusters. H100, m = 128, same run (fourteenth session, run 1): 8B qkv 20.6 vs 35.2 us, o 16.3 vs
+  // 34.9, down 40.5 vs 49.1; but 70B o (8192 wide) 57.1 vs 55.4 and 70B qkv 67.6 vs 60.3.
+  const bool two_tiles = m <= 128 && base.n <= kSwapTwoTileMaxN;
   const int nt = opt.swap_tokens != 0
                      ? opt.swap_tokens
                      : (m <= 8 && opt.swap_wgmma ? 8
                         : m <= 16                ? 16
                         : m <= 32                ? 32
-                        : (m <= 64 || !opt.swap_wgmma) ? 64
-                                                       : 128);
+                        : (m <= 64 || !opt.swap_wgmma || two_tiles) ? 64
+                                                                    : 128);
   if (opt.swap_wgmma) {
     if (nt == 8) return dispatch_swap_small<BITS, T, 8>(base, m, ws_bytes, ws_ptr, opt, stream);
     if (nt == 16) return dispatch_swap_small<BITS, T, 16>(base, m, ws_bytes, ws_ptr, opt, stream);

@@ -67,7 +67,8 @@ struct GemmOptions {
   enum class Kernel : uint8_t { kAuto, kTiled, kDecode, kSwap, kStrip };
   Kernel kernel = Kernel::kAuto;
   // Swapped-operand kernel: tokens per block tile, 8 (wgmma only), 16, 32, 64 or 128 (wgmma only); 0 chooses the
-  // smallest that holds m (128 above 64 with wgmma, 64 with mma.sync; 8 only with wgmma).
+  // smallest that holds m (128 above 64 with wgmma, except 64 up to m = 128 on weights at most kSwapTwoTileMaxN
+  // wide; 64 with mma.sync; 8 only with wgmma).
   int swap_tokens = 0;
   // Swapped-operand kernel: each block streams at least this many 64-deep k batches (0 = one block per
   // resident slot). Fewer, longer stripes mean fewer split-k partial sums ([tokens x 256] fp32 each).
@@ -117,6 +118,10 @@ cudaError_t gemm_dense(const void* a, const RepackedWeight& w, void* c, int64_t 
 // Plain cuBLAS C = A * B^T for dense fp16/bf16 B [n, k] (used by gemm_dense and as the benchmark's baseline).
 cudaError_t cublas_gemm_nt(const void* a, const void* b, void* c, int64_t m, int64_t n, int64_t k, DType act,
                            cublasHandle_t handle);
+
+// At 65-128 tokens the fused kernel runs weights at most this wide (24 column groups of 256) as two 64-token tiles
+// in clusters instead of one 128-token tile in stream-K (gemm.cu); the default crossover counts on it.
+inline constexpr int64_t kSwapTwoTileMaxN = 6144;
 
 // Crossover m above which gemm_auto takes the cuBLAS path. Measured by bench/gemm.cu on an H100 (see
 // docs/perf-notes.md, "## CUDA GEMM"); a caller with its own measurement passes it to gemm_auto instead.

@@ -489,6 +489,9 @@ inline std::vector<GemmCase> gemm_cases() {
       cases.push_back({37, 333, 200, bits, -1, act, Path::kQuant});
       cases.push_back({50, 576, 576, bits, 64, act, Path::kQuantNoSplit});
       cases.push_back({130, 4096, 4096, bits, 128, act, Path::kQuant});
+      // 65-128 tokens on weights up to 6144 wide: two 64-token tiles in clusters (a part-filled second one at 100).
+      cases.push_back({100, 6144, 4096, bits, 128, act, Path::kQuant});
+      cases.push_back({128, 4096, 14336, bits, 128, act, Path::kQuant});
       for (int64_t m : {1, 5, 16, 35}) cases.push_back({m, 4096, 14336, bits, 128, act, Path::kSwap16});
       // 8-token tiles (auto up to m = 8) forced past 8: several m tiles, stream-K and clusters of 4, odd n, small
       // groups and per-channel.
