@@ -101,23 +101,30 @@ SplitWorkspace carve_workspace(void* ws_ptr, size_t ws_bytes, int64_t count, int
           ws_ptr != nullptr && ws_bytes >= split_workspace_bytes(count, m, n)};
 }
 
-// The fields the decode and swapped-operand kernels' parameters share, from the validated call.
+// The call's operands and shape, as every fused kernel's parameters (decode, swapped-operand, strip) name them,
+// from the validated call.
 template <typename P>
-P fused_params(const GemmParams& base, int64_t m, const SplitWorkspace& ws) {
-  P p{};
+void set_call_fields(P& p, const GemmParams& base, int64_t m) {
   p.a = base.a;
   p.w = base.w;
   p.scales = base.scales;
   p.c = base.c;
-  p.ws = ws.partials;
-  p.counters = ws.counters;
   p.m = int(m);
   p.n = base.n;
   p.k = base.k;
   p.n_pad = base.n_pad;
   p.num_groups = base.num_groups;
-  p.group = base.group;
   p.ku = base.k_pad / 16;
+}
+
+// The fields the decode and swapped-operand kernels' parameters share: the call's, the group and the workspace.
+template <typename P>
+P fused_params(const GemmParams& base, int64_t m, const SplitWorkspace& ws) {
+  P p{};
+  set_call_fields(p, base, m);
+  p.ws = ws.partials;
+  p.counters = ws.counters;
+  p.group = base.group;
   return p;
 }
 
@@ -413,17 +420,8 @@ cudaError_t dispatch_strip_as(const GemmParams& base, int64_t m, const GemmOptio
     return fail(cudaErrorNotSupported, "gemm_quant: this card cannot run the strip kernel's clusters of 2");
   if (strips * csplit > INT32_MAX) return fail(cudaErrorInvalidValue, "gemm_quant: weight too large for the strip kernel");
   StripParams p{};
-  p.a = base.a;
-  p.w = base.w;
-  p.scales = base.scales;
-  p.c = base.c;
-  p.m = int(m);
-  p.n = base.n;
-  p.k = base.k;
-  p.n_pad = base.n_pad;
-  p.ku = base.k_pad / 16;
+  set_call_fields(p, base, m);
   p.kbs = base.k_pad / kStripK;
-  p.num_groups = base.num_groups;
   p.group_batches = base.group / kStripK;
   p.csplit = csplit;
   const cudaError_t e = launch_gemm_strip<BITS, T, NT>(p, int(strips * csplit), opt.pdl, opt.strip_per_sm, stream);
