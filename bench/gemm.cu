@@ -427,7 +427,9 @@ int main(int argc, char** argv) {
                                 [&](const Shape& s) { return models_arg.find("," + std::string(s.model) + ",") == std::string::npos; }),
                  shapes.end());
   const bool swap_variants = variants && !decode_only;
-  const int64_t max_m = std::max<int64_t>(swap_variants ? 256 : 16, ms.empty() ? 16 : *std::max_element(ms.begin(), ms.end()));
+  // (--ms also sets the swap variants' m in --swap-only runs, which may go past 256.)
+  const int64_t max_m = std::max<int64_t>({swap_variants ? 256 : 16, ms.empty() ? 16 : *std::max_element(ms.begin(), ms.end()),
+                                           ms_arg.empty() ? 16 : *std::max_element(ms_arg.begin(), ms_arg.end())});
 
   // Decode-kernel variants (m <= 16), same run: minimum batches per warp 1 (default), 2, 4, 8, 16; without
   // PDL; the tiled kernel; INT8. Printed as their own table (with the 8B layer summed); the main table uses the
@@ -444,15 +446,16 @@ int main(int argc, char** argv) {
   // Swapped-operand kernel variants (m = 1..256): k split forced (stream-K, cluster sizes), token tile forced,
   // mma.sync, at least 4 k batches per block, no PDL, clusters packed (not spread), INT8, weights scaled before
   // the MMA up to 16 tokens (no deferred scales, which only 8-token tiles use), next to the tiled kernel and cuBLAS
-  // BF16 (same run); and the strip kernel at m <= 16 (its own split, forced one or two blocks a strip, unpadded
-  // blocks, INT8).
+  // BF16 (same run); the strip kernel at m <= 16 (its own split, forced one or two blocks a strip, unpadded
+  // blocks, INT8); and, after the roofline, the wide kernel (its own split, INT8, multicast pairs, one block a tile).
   const std::vector<std::string> swap_names = {"swap (auto)", "stream-K", "cluster 2", "cluster 4", "cluster 8", "cluster 16",
                                                "mma.sync", "tokens 8", "tokens 16", "tokens 32", "tokens 64",
                                                "tokens 128", "min 4 batches/block", "no PDL", "clusters packed",
                                                "tiled kernel", "INT8 swap",
                                                "INT8 stream-K", "scaled weights", "INT8 scaled weights", "strip",
                                                "strip 1 a strip", "strip 2 a strip", "strip unpadded", "INT8 strip",
-                                               "cuBLAS BF16", "INT4 roofline"};
+                                               "cuBLAS BF16", "INT4 roofline", "wide", "INT8 wide", "wide multicast",
+                                               "wide split 1"};
   std::vector<VariantRow> swap_rows;
   std::vector<int64_t> swap_ms = {1, 4, 16, 32, 64, 128, 256};
   if (swap_only && !ms_arg.empty()) swap_ms = ms_arg;
@@ -556,6 +559,18 @@ int main(int argc, char** argv) {
         v.us.push_back(strip(w8, c8, 0, 1));
         v.us.push_back(time_graph([&](int i) { BENCH_CHECK(rc::cublas_gemm_nt(a, dense[i], c, m, s.n, s.k, DType::kBF16, cublas)); }, cd));
         v.us.push_back((q4_bytes + double(m) * (s.k + s.n) * 2) / (copy_gbs * 1e3));
+        rc::GemmOptions wide;
+        wide.kernel = rc::GemmOptions::Kernel::kWide;
+        auto tw = [&](std::vector<rc::RepackedWeight>& w, int copies) {
+          return time_graph([&](int i) { BENCH_CHECK(rc::gemm_quant(a, w[i], c, m, ws, g_stream, wide)); }, copies);
+        };
+        v.us.push_back(tw(w4, c4));
+        v.us.push_back(tw(w8, c8));
+        wide.wide_multicast = true;
+        v.us.push_back(tw(w4, c4));
+        wide.wide_multicast = false;
+        wide.wide_split = 1;
+        v.us.push_back(tw(w4, c4));
         swap_rows.push_back(v);
       }
     for (int64_t m : ms) {

@@ -7,7 +7,9 @@
 //     scaled (dequant_slice_scaled: what 16-token tiles and up run), and with no bias subtraction (the integer
 //     shifts and LOP3s alone: what a form that folds the -8 offset into the fp32 epilogue would cost);
 //   - wgmma with A from shared memory (SS), weights fixed;
-//   - mma.sync m16n8k16 (4 slices x N/8 tiles per warp), weights fixed or dequantized.
+//   - mma.sync m16n8k16 (4 slices x N/8 tiles per warp), weights fixed or dequantized;
+//   - at 128 tokens, 2 slices per warp (the wide kernel's warpgroups: 4 x 64 accumulators would not fit), weights
+//     fixed or dequantized and scaled.
 // "stage sync": a wgmma drain and a block barrier every 4 units, as the kernel's ring does at each stage.
 // Output: ns per 1024 weights (one 64-column x 16-k piece) per SM, and the rate over all SMs in weights and in INT4
 // bytes, for 1, 2, 4 and 8 blocks per SM. Compare the INT4 TB/s with the card's copy bandwidth (bench-gemm).
@@ -77,26 +79,28 @@ __device__ __forceinline__ void dequant_int4_no_bias(uint32_t w, uint32_t (&b)[4
   for (int p = 0; p < 4; ++p) b[p] = lop3_and_or(w >> (4 * p), 0x000f000fu, 0x43004300u);
 }
 
-template <int N, int MODE, bool SYNC>
+// KQ: the 16-column slices of its strip each warp multiplies (4; 2 at 128 tokens, where 4 x 64 accumulators would
+// not fit: the wide kernel's two warpgroups split a strip's slices that way).
+template <int N, int MODE, bool SYNC, int KQ = 4>
 __global__ void __launch_bounds__(128) probe(const uint4* words_g, int iters, float* sink) {
   constexpr bool kWg = MODE != kMmaFixed && MODE != kMmaDequant;
   constexpr bool kDequant = MODE != kRsFixed && MODE != kSs && MODE != kMmaFixed;
-  __shared__ __align__(1024) unsigned char sm[8192 + 8192 + 2048];
+  __shared__ __align__(1024) unsigned char sm[16384 + 8192 + 2048];
   unsigned char* b_tile = sm;                                  // N x 64 activations, 128-byte swizzled rows
-  unsigned char* a_tile = sm + 8192;                           // SS: 64 x 64 weights
-  const uint4* w_s = reinterpret_cast<const uint4*>(sm + 16384);  // 4 units x 32 lanes x 16 bytes of INT4 words
+  unsigned char* a_tile = sm + 16384;                          // SS: 64 x 64 weights
+  const uint4* w_s = reinterpret_cast<const uint4*>(sm + 24576);  // 4 units x 32 lanes x 16 bytes of INT4 words
   const int tid = threadIdx.x, lane = tid & 31;
-  for (int i = tid; i < 16384 / 4; i += 128)  // small finite BF16 values, never zeros
+  for (int i = tid; i < 24576 / 4; i += 128)  // small finite BF16 values, never zeros
     reinterpret_cast<uint32_t*>(sm)[i] = 0x3c003c00u ^ ((i * 2654435761u) & 0x007f007fu);
-  reinterpret_cast<uint4*>(sm + 16384)[tid] = words_g[tid];
+  reinterpret_cast<uint4*>(sm + 24576)[tid] = words_g[tid];
   fence_proxy_async_smem();  // the tiles were stored through the generic proxy; wgmma reads them through the async one
   __syncthreads();
   const uint64_t db = wgmma_desc_k128(smem_u32(b_tile));
   const uint64_t da = wgmma_desc_k128(smem_u32(a_tile));
-  float acc[4][N / 8][4] = {};
-  uint32_t af[2][4][4];
+  float acc[KQ][N / 8][4] = {};
+  uint32_t af[2][KQ][4];
   for (int b = 0; b < 2; ++b)
-    for (int q = 0; q < 4; ++q)
+    for (int q = 0; q < KQ; ++q)
       for (int r = 0; r < 4; ++r) af[b][q][r] = 0x3c003c00u + lane + q + r;
   for (int it = 0; it < iters; ++it) {
 #pragma unroll
@@ -108,7 +112,7 @@ __global__ void __launch_bounds__(128) probe(const uint4* words_g, int iters, fl
         const uint32_t x = uint32_t(it);
         const uint32_t words[4] = {wq.x ^ x, wq.y ^ x, wq.z ^ x, wq.w ^ x};
 #pragma unroll
-        for (int q = 0; q < 4; ++q) {
+        for (int q = 0; q < KQ; ++q) {
           uint32_t b[4];
           if constexpr (MODE == kRsDequantScaled) {
             const uint32_t scale = (words[q] & 0x007f007fu) | 0x3c003c00u;  // small finite BF16 scales
@@ -124,7 +128,7 @@ __global__ void __launch_bounds__(128) probe(const uint4* words_g, int iters, fl
       if constexpr (kWg) {
         wgmma_fence();
 #pragma unroll
-        for (int q = 0; q < 4; ++q) {
+        for (int q = 0; q < KQ; ++q) {
           if constexpr (MODE == kSs) WgmmaSs<N>::run(acc[q], da + 2 * u, db + 2 * u);
           else Wgmma<T, N>::run(acc[q], af[u & 1][q], db + 2 * u);
         }
@@ -146,17 +150,17 @@ __global__ void __launch_bounds__(128) probe(const uint4* words_g, int iters, fl
     if constexpr (SYNC) {
       if constexpr (kWg) {
         wgmma_wait<0>();
-        for (int q = 0; q < 4; ++q) wgmma_pin(acc[q]);
+        for (int q = 0; q < KQ; ++q) wgmma_pin(acc[q]);
       }
       __syncthreads();
     }
   }
   if constexpr (kWg) {
     wgmma_wait<0>();
-    for (int q = 0; q < 4; ++q) wgmma_pin(acc[q]);
+    for (int q = 0; q < KQ; ++q) wgmma_pin(acc[q]);
   }
   float s = 0.f;
-  for (int q = 0; q < 4; ++q)
+  for (int q = 0; q < KQ; ++q)
     for (int i = 0; i < N / 8; ++i)
       for (int e = 0; e < 4; ++e) s += acc[q][i][e];
   sink[blockIdx.x * 128 + tid] = s;  // keeps every product live
@@ -168,18 +172,18 @@ struct Ctx {
   float* sink;
 };
 
-template <int N, int MODE, bool SYNC>
+template <int N, int MODE, bool SYNC, int KQ = 4>
 void row(const Ctx& c, const char* name) {
   constexpr int kIters = 4000;
   for (int per_sm : {1, 2, 4, 8}) {
     const int grid = c.sms * per_sm;
-    probe<N, MODE, SYNC><<<grid, 128>>>(c.words, 10, c.sink);  // warm-up
+    probe<N, MODE, SYNC, KQ><<<grid, 128>>>(c.words, 10, c.sink);  // warm-up
     RATE_CHECK(cudaGetLastError());
     cudaEvent_t e0, e1;
     RATE_CHECK(cudaEventCreate(&e0));
     RATE_CHECK(cudaEventCreate(&e1));
     RATE_CHECK(cudaEventRecord(e0));
-    probe<N, MODE, SYNC><<<grid, 128>>>(c.words, kIters, c.sink);
+    probe<N, MODE, SYNC, KQ><<<grid, 128>>>(c.words, kIters, c.sink);
     RATE_CHECK(cudaGetLastError());
     RATE_CHECK(cudaEventRecord(e1));
     RATE_CHECK(cudaEventSynchronize(e1));
@@ -187,8 +191,8 @@ void row(const Ctx& c, const char* name) {
     RATE_CHECK(cudaEventElapsedTime(&ms, e0, e1));
     RATE_CHECK(cudaEventDestroy(e0));
     RATE_CHECK(cudaEventDestroy(e1));
-    // Per block and iteration: 4 units x 4 pieces of 1024 weights (64 columns x 16 k).
-    const double pieces_per_sm = double(kIters) * 16 * per_sm;
+    // Per block and iteration: 4 units x KQ pieces of 1024 weights (64 columns x 16 k).
+    const double pieces_per_sm = double(kIters) * 4 * KQ * per_sm;
     const double ns = ms * 1e6 / pieces_per_sm;
     const double tw = 1024.0 / ns * c.sms / 1e3;  // T weights / s
     std::printf("| %s | %d | %s | %d | %.2f | %.2f | %.2f |\n", name, N, SYNC ? "yes" : "no", per_sm, ns, tw, tw / 2);
@@ -228,6 +232,9 @@ int main() {
   row<8, kRsDequantNoBias, true>(c, "RS wgmma + INT4 dequant, no bias subtraction");
   row<16, kRsDequantScaled, true>(c, "RS wgmma + INT4 dequant + scale");
   row<64, kRsDequantScaled, true>(c, "RS wgmma + INT4 dequant + scale");
+  row<64, kRsDequantScaled, false>(c, "RS wgmma + INT4 dequant + scale");
+  row<128, kRsFixed, false, 2>(c, "RS wgmma, weights fixed, 2 slices");
+  row<128, kRsDequantScaled, false, 2>(c, "RS wgmma + INT4 dequant + scale, 2 slices");
   row<8, kSs, false>(c, "SS wgmma, weights fixed");
   row<16, kSs, false>(c, "SS wgmma, weights fixed");
   row<8, kMmaFixed, false>(c, "mma.sync, weights fixed");

@@ -5,12 +5,14 @@
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "cuda/cuda-error.h"
 #include "cuda/gemm-decode-kernel.cuh"
 #include "cuda/gemm-kernel.cuh"
 #include "cuda/gemm-strip-kernel.cuh"
 #include "cuda/gemm-swap-kernel.cuh"
+#include "cuda/gemm-wide-kernel.cuh"
 #include "cuda/gemm.h"
 
 namespace rtnq::cuda {
@@ -24,6 +26,8 @@ RTNQ_SWAP_INSTANCES_FOR(extern, half)
 RTNQ_SWAP_INSTANCES_FOR(extern, __nv_bfloat16)
 RTNQ_STRIP_INSTANCES_FOR(extern, half)
 RTNQ_STRIP_INSTANCES_FOR(extern, __nv_bfloat16)
+RTNQ_WIDE_INSTANCES_FOR(extern, half)
+RTNQ_WIDE_INSTANCES_FOR(extern, __nv_bfloat16)
 
 namespace {
 thread_local std::string t_error;
@@ -449,6 +453,62 @@ cudaError_t dispatch_strip(const GemmParams& base, int64_t m, const GemmOptions&
   return m <= 8 ? run.template operator()<8>() : run.template operator()<16>();
 }
 
+// Wide kernel, auto split: the cost of a split-k hand-off (parking the fp32 tile, one cluster barrier, the
+// distributed-shared-memory sums) in 64-deep stages of the main loop; a guess to be replaced by a measurement.
+constexpr int64_t kWideSplitCostStages = 3;
+
+// Blocks per tile for the wide kernel: the split whose waves (one block per SM: ceil(tiles / clusters the card
+// holds at once)) times each block's stages, plus the hand-off, is least; ties keep the smaller split.
+template <int BITS, typename T>
+int auto_wide_split(int64_t tiles, int kbs) {
+  int best = 1;
+  int64_t best_cost = INT64_MAX;
+  for (int s = 1; s <= std::min(kWideMaxCluster, kbs); ++s) {
+    const int64_t resident = gemm_wide_max_clusters<BITS, T>(s);
+    if (resident < 1) continue;
+    const int64_t waves = (tiles + resident - 1) / resident;
+    const int64_t cost = waves * ((kbs + s - 1) / s + (s > 1 ? kWideSplitCostStages : 0));
+    if (cost < best_cost) best = s, best_cost = cost;
+  }
+  return best;
+}
+
+template <int BITS, typename T>
+cudaError_t dispatch_wide(const GemmParams& base, int64_t m, const GemmOptions& opt, cudaStream_t stream) {
+  WideParams p{};
+  set_call_fields(p, base, m);
+  p.group = base.group;
+  p.kbs = base.k_pad / kWideK;
+  p.strips = base.n_pad / 64;
+  const int64_t m_tiles = (m + kWideTokens - 1) / kWideTokens;
+  const int64_t tiles = (p.strips + kWideStrips - 1) / kWideStrips * m_tiles;
+  p.m_tiles = int(m_tiles);
+  // Scale rows per 64-deep stage, and which one unit u reads, as in the swapped-operand kernel.
+  p.scale_rows = base.group >= 64 ? 1 : kWideK / base.group;
+  p.unit_shift = base.group >= 64 ? 2 : (base.group == 32 ? 1 : 0);
+  p.evict_first = m_tiles == 1 ? 1 : 0;
+  const int cs = opt.wide_split > 0 ? opt.wide_split : auto_wide_split<BITS, T>(tiles, p.kbs);
+  if (cs > p.kbs)
+    return fail(cudaErrorInvalidValue, "gemm_quant: wide_split " + std::to_string(cs) + " exceeds the " +
+                                           std::to_string(p.kbs) + " k batches of this weight");
+  if (gemm_wide_max_clusters<BITS, T>(cs) < 1)
+    return fail(cudaErrorNotSupported, "gemm_quant: this card cannot run the wide kernel" +
+                                           (cs > 1 ? " in clusters of " + std::to_string(cs) : std::string()));
+  if (tiles * cs > INT32_MAX) return fail(cudaErrorInvalidValue, "gemm_quant: m = " + std::to_string(m) + " is too large");
+  p.csplit = cs;
+  // Multicast pairs need an even number of column groups (each pair shares a token tile) and whole tiles per block.
+  const int64_t groups = (p.strips + kWideStrips - 1) / kWideStrips;
+  p.mcast = opt.wide_multicast && cs == 1 && groups % 2 == 0 && gemm_wide_max_clusters<BITS, T>(2) > 0 ? 2 : 1;
+  const int64_t strip_bytes = int64_t(p.ku) * 32 * BITS / 4 * 16;
+  if (make_wide_act_map(base.a, m, base.k, std::is_same_v<T, __nv_bfloat16>, kWideTokens / p.mcast, &p.a_map) !=
+          cudaSuccess ||
+      make_wide_weight_map(base.w, strip_bytes, p.strips, WideSizes<BITS>::kChunks, &p.w_map) != cudaSuccess)
+    return fail(cudaErrorNotSupported, "gemm_quant: the wide kernel's tensor map could not be made (driver too old?)");
+  const cudaError_t e = launch_gemm_wide<BITS, T>(p, int(tiles * cs), opt.pdl, stream);
+  if (e != cudaSuccess) return fail(e, std::string("gemm_quant: wide launch failed: ") + cudaGetErrorString(e));
+  return cudaSuccess;
+}
+
 // f.template operator()<BITS, T>() for the weight's bits (4, 8) and activation type (half, __nv_bfloat16).
 template <typename F>
 cudaError_t with_weight_type(const RepackedWeight& w, F&& f) {
@@ -535,6 +595,8 @@ cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t 
                                            std::to_string(detail::kSwapMaxCluster));
   if (opt.strip_split < 0 || opt.strip_split > detail::kStripMaxSplit || opt.strip_per_sm < 0 || opt.strip_per_sm > 2)
     return fail(cudaErrorInvalidValue, "gemm_quant: strip_split must be 0 (auto), 1 or 2, strip_per_sm 0, 1 or 2");
+  if (opt.wide_split < 0 || opt.wide_split > detail::kWideMaxCluster)
+    return fail(cudaErrorInvalidValue, "gemm_quant: wide_split must be 0 (auto) or 1.." + std::to_string(detail::kWideMaxCluster));
   if (opt.kernel == GemmOptions::Kernel::kDecode && m > kDecodeMaxM)
     return fail(cudaErrorInvalidValue, "gemm_quant: the decode kernel takes m <= " + std::to_string(kDecodeMaxM) +
                                            ", got m = " + std::to_string(m));
@@ -560,7 +622,9 @@ cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t 
   const bool decode = opt.kernel == GemmOptions::Kernel::kDecode;
   const bool swap = opt.kernel == GemmOptions::Kernel::kSwap || automatic;
   const bool strip = opt.kernel == GemmOptions::Kernel::kStrip;
+  const bool wide = opt.kernel == GemmOptions::Kernel::kWide;
   const cudaError_t e = with_weight_type(w, [&]<int BITS, typename T>() {
+    if (wide) return dispatch_wide<BITS, T>(p, m, opt, stream);
     bool taken = false;
     if (strip || (automatic && m <= kStripAutoMaxM)) {
       const cudaError_t es = dispatch_strip<BITS, T>(p, m, opt, !strip, &taken, stream);

@@ -64,8 +64,16 @@ struct GemmOptions {
   // and up or per-channel), the swapped-operand kernel, the decode kernel (per-warp weight streams,
   // gemm-decode-kernel.cuh; m <= 16 only) or the tiled kernel (gemm-kernel.cuh; also m_tile_rows != 0). Auto never
   // picks the last two: slower at every m measured.
-  enum class Kernel : uint8_t { kAuto, kTiled, kDecode, kSwap, kStrip };
+  // kWide: the warp-specialized kernel for compute-bound m (gemm-wide-kernel.cuh; 128-token tiles, any m). Forced
+  // only, like kTiled and kDecode: slower than the swapped-operand kernel or cuBLAS at every m timed on an H100.
+  enum class Kernel : uint8_t { kAuto, kTiled, kDecode, kSwap, kStrip, kWide };
   Kernel kernel = Kernel::kAuto;
+  // Wide kernel: blocks per tile (cluster split-k), 1..8; 0 chooses (gemm.cu, auto_wide_split).
+  int wide_split = 0;
+  // Wide kernel without split-k: pairs of blocks on neighbouring column groups load each activation tile once for
+  // both (TMA multicast in clusters of two). Off by default: slower on every linear timed (H100, 8B gate_up at
+  // m = 256: 183.5 vs 165.4 us; docs/perf-notes.md, fifteenth session).
+  bool wide_multicast = false;
   // Swapped-operand kernel: tokens per block tile, 8 (wgmma only), 16, 32, 64 or 128 (wgmma only); 0 chooses the
   // smallest that holds m (128 above 64 with wgmma, except 64 up to m = 128 on weights at most kSwapTwoTileMaxN
   // wide; 64 with mma.sync; 8 only with wgmma).

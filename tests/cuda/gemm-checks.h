@@ -219,7 +219,8 @@ inline CheckResult check_repack(Context& ctx, int64_t n, int64_t k, int bits, in
 enum class Path {
   kQuant, kQuantNoSplit, kQuantTile16, kQuantTile64, kQuantTiled, kDecode, kDecodeLong, kSwap8, kSwap16, kSwap32,
   kSwap64, kSwap128, kSwapMma, kSwapStreamK, kSwapCluster2, kSwapCluster5, kSwapCluster8, kSwapCluster16,
-  kSwap16Cluster4, kSwap8Scaled, kSwapPacked, kStrip, kStripOne, kStripPacked, kDense, kDequant, kAutoCached
+  kSwap16Cluster4, kSwap8Scaled, kSwapPacked, kStrip, kStripOne, kStripPacked, kWide, kWideOne, kWideSplit3, kWideMcast, kDense,
+  kDequant, kAutoCached
 };
 inline const char* path_label(Path p) {
   switch (p) {
@@ -247,6 +248,10 @@ inline const char* path_label(Path p) {
     case Path::kStrip: return "strip";
     case Path::kStripOne: return "strip-one";
     case Path::kStripPacked: return "strip-packed";
+    case Path::kWide: return "wide";
+    case Path::kWideOne: return "wide-one";
+    case Path::kWideSplit3: return "wide-split3";
+    case Path::kWideMcast: return "wide-mcast";
     case Path::kDense: return "dense";
     case Path::kDequant: return "dequant";
     case Path::kAutoCached: return "auto-cached";
@@ -393,6 +398,21 @@ inline CheckResult check_gemm(Context& ctx, const GemmCase& g, double* err_out =
         o.kernel = GemmOptions::Kernel::kStrip;
         if (g.path == Path::kStripOne) o.strip_split = 1;
         if (g.path == Path::kStripPacked) o.strip_per_sm = 0;
+        RTNQ_CHECK_CUDA_OR_FAIL(gemm_quant(d_a.ptr, w, d_c.ptr, g.m, ctx.ws, ctx.stream, o), label);
+        break;
+      }
+      case Path::kWide:
+      case Path::kWideOne:
+      case Path::kWideSplit3:
+      case Path::kWideMcast: {
+        // The wide kernel forced: its own split, one block a tile, clusters of 3 (k ranges of unequal length), or
+        // one block a tile with multicast pairs where the column groups pair up (each block loads half of every
+        // activation tile into both).
+        GemmOptions o;
+        o.kernel = GemmOptions::Kernel::kWide;
+        if (g.path == Path::kWideOne || g.path == Path::kWideMcast) o.wide_split = 1;
+        if (g.path == Path::kWideSplit3) o.wide_split = 3;
+        if (g.path == Path::kWideMcast) o.wide_multicast = true;
         RTNQ_CHECK_CUDA_OR_FAIL(gemm_quant(d_a.ptr, w, d_c.ptr, g.m, ctx.ws, ctx.stream, o), label);
         break;
       }
@@ -545,6 +565,20 @@ inline std::vector<GemmCase> gemm_cases() {
       cases.push_back({1, 8192, 8192, bits, 128, act, Path::kStripOne});
       cases.push_back({6, 1000, 1536, bits, 64, act, Path::kStripOne});
       cases.push_back({4, 4096, 4096, bits, 128, act, Path::kStripPacked});
+      // The wide kernel (forced): part-filled and several token tiles, a last column group of 2 strips (1000, 333,
+      // 301 wide, n past its last column), groups of 16, 32 and 64, per-channel, k off the 64-deep stage (200, 576),
+      // its own split, one block a tile, clusters of 3.
+      for (int64_t m : {1, 100, 128, 129, 300}) cases.push_back({m, 4096, 4096, bits, 128, act, Path::kWide});
+      cases.push_back({256, 6144, 4096, bits, 128, act, Path::kWide});
+      cases.push_back({200, 1000, 1536, bits, 32, act, Path::kWide});
+      cases.push_back({77, 301, 256, bits, 16, act, Path::kWide});
+      cases.push_back({260, 333, 200, bits, -1, act, Path::kWide});
+      cases.push_back({131, 576, 576, bits, 64, act, Path::kWideMcast});    // 3 column groups: no pairs
+      cases.push_back({256, 4096, 14336, bits, 128, act, Path::kWideMcast});  // 16: multicast pairs
+      cases.push_back({300, 1000, 1536, bits, 32, act, Path::kWideMcast});    // 4, the last 2 strips wide
+      cases.push_back({250, 4096, 4096, bits, 128, act, Path::kWideOne});
+      for (int64_t m : {5, 256}) cases.push_back({m, 1000, 1536, bits, 32, act, Path::kWideSplit3});
+      cases.push_back({140, 4096, 4096, bits, 256, act, Path::kWideSplit3});
       cases.push_back({300, 1536, 576, bits, 128, act, Path::kDense});
       cases.push_back({1025, 576, 1536, bits, 64, act, Path::kDense});
       cases.push_back({0, 576, 1536, bits, 64, act, Path::kDequant});
@@ -615,6 +649,12 @@ inline CheckResult check_rejections(Context& ctx) {
   GemmOptions strip;
   strip.kernel = GemmOptions::Kernel::kStrip;
   expect_error(gemm_quant(a.ptr, w, c.ptr, 17, ctx.ws, ctx.stream, strip), "strip kernel at m = 17");
+  GemmOptions bad_wide;
+  bad_wide.kernel = GemmOptions::Kernel::kWide;
+  bad_wide.wide_split = 9;
+  expect_error(gemm_quant(a.ptr, w, c.ptr, 4, ctx.ws, ctx.stream, bad_wide), "wide_split 9");
+  bad_wide.wide_split = 5;  // the 256-deep weight has 4 k batches
+  expect_error(gemm_quant(a.ptr, w, c.ptr, 4, ctx.ws, ctx.stream, bad_wide), "wide_split 5 > 4 k batches");
   GemmOptions bad_strip = strip;
   bad_strip.strip_split = 3;
   expect_error(gemm_quant(a.ptr, w, c.ptr, 4, ctx.ws, ctx.stream, bad_strip), "strip_split 3");

@@ -1,0 +1,390 @@
+// The wide kernel: the fused dequantize-and-multiply for compute-bound m (prompts), warp-specialized. Forced only
+// (GemmOptions::Kernel::kWide): on an H100 it is slower than the swapped-operand kernel or cuBLAS at every m timed
+// (8B layer at m = 256: 343.7 us vs 295.0 and 202.1; docs/perf-notes.md, fifteenth session). It is kept, checked, as
+// the base for a faster prompt kernel: its main loop runs at about half the rate the tensor-rate probe reaches with
+// the same instructions, and the notes say what was measured about why.
+//
+// Why another kernel. Above ~128 tokens the product, not the weight stream, sets the time: at m = 256 one Llama-3
+// 8B layer is 112 GFLOP against 109 MB of INT4 weights. The swapped-operand kernel (gemm-swap-kernel.cuh) runs its
+// 128-token tiles at ~45% of the tensor cores' BF16 rate there: every warp also issues its share of the cp.async
+// copies, and every 64-deep stage ends at a block-wide barrier. Here one producer thread keeps a ring of stages full
+// with three copies a stage - the weights of 4 strips and the activation tile as tensor-map loads (the activations
+// swizzled by the copy engine), the scales as a bulk copy - each stage's arrival counted on a shared-memory barrier;
+// the two consumer warpgroups only wait for full stages, dequantize and issue wgmmas, and hand each stage back on a
+// second barrier once their wgmmas have read it. No block-wide barrier runs inside the main loop.
+//
+// Tile and fragments: as the swapped-operand kernel's 128-token tiles. A block covers 4 strips (256 output
+// columns) x 128 tokens; warp w of each consumer warpgroup takes strip w, warpgroup wg takes slices 2 wg, 2 wg + 1
+// of every strip (m64n128k16 per slice and 16-deep unit, A = the dequantized and scaled weights from registers, B =
+// the activation tile through a 128-byte-swizzle descriptor); see gemm-swap-kernel.cuh for the A-fragment identity.
+//
+// Work split: one tile per block, or cluster split-k (csplit blocks per tile, block r the r-th of csplit k ranges,
+// the fp32 partial tiles added through distributed shared memory) where the tiles alone would leave SMs idle. Every
+// block parks its fp32 tile in its own (spent) ring, so C is stored in coalesced 8-byte chunks either way. Optional
+// multicast pairs (csplit 1): two blocks on neighbouring column groups each load half of the shared activation tile
+// into both.
+#pragma once
+
+#include <cooperative_groups.h>
+
+#include <atomic>
+
+#include "cuda/async-copy.cuh"
+#include "cuda/gemm-kernel.cuh"
+#include "cuda/launch-util.h"
+#include "cuda/wgmma.cuh"
+
+namespace rtnq::cuda::detail {
+
+inline constexpr int kWideTokens = 128;                     // token tile
+inline constexpr int kWideStrips = 4;                       // 64-column strips per block
+inline constexpr int kWideCols = kWideStrips * 64;          // output columns per block
+inline constexpr int kWideK = 64;                           // k per stage (4 units of 16)
+inline constexpr int kWideConsumers = 256;                  // two warpgroups
+inline constexpr int kWideThreads = kWideConsumers + 128;   // + the producer warpgroup (one warp issues)
+// Registers a thread after setmaxnreg: the consumers take what the producer warpgroup gives back. An SM's four
+// sub-partitions each hold one warp of every warpgroup and 16384 registers: 2 x 232 x 32 + 40 x 32 <= 16384.
+inline constexpr int kWideConsumerRegs = 232;
+inline constexpr int kWideProducerRegs = 40;
+inline constexpr int kWideMaxCluster = 8;                   // portable cluster sizes only
+// The parked fp32 tile: [token][column] rows of 256 + 4 floats, so lane (g, t)'s writes (column g, token 2t) fall in
+// 32 different banks; rows stay 16-byte aligned for the float4 reads of the reduction.
+inline constexpr int kWideRedStride = kWideCols + 4;
+
+// The tensor map's own alignment (64 bytes or more) aligns the struct, which the kernel takes as a
+// __grid_constant__ so the map's address is a parameter-space address, as the tile loads require.
+struct WideParams {
+  CUtensorMap a_map;   // A [m][k]: boxes of 64 k x 128 tokens, 128-byte swizzle, zeros outside
+  CUtensorMap w_map;   // the repacked words as [strip][2 KB chunk][2 KB]: one copy fetches a stage of 4 strips
+  const void* a;       // A itself (the map's base; the kernel reads A only through the map)
+  const uint4* w;      // repacked words
+  const void* scales;  // [G][n_pad]
+  void* c;
+  int m, n, k, n_pad;
+  int num_groups;
+  int group;           // effective group length (k_pad for per-channel)
+  int ku;              // k units (16 deep) per strip
+  int kbs;             // 64-deep stages per tile: k_pad / 64
+  int strips;          // n_pad / 64
+  int m_tiles;         // ceil(m / 128)
+  int csplit;          // blocks per tile (cluster size when > 1)
+  int mcast;           // 2: clusters of two blocks on neighbouring column groups share each activation tile (csplit 1)
+  int scale_rows;      // scale rows per stage: 1 (group >= 64), 2 (32) or 4 (16)
+  int unit_shift;      // unit u of a stage uses scale row u >> unit_shift
+  int evict_first;     // 1: one m tile, each weight is read once
+};
+
+// The weight map's 2 KB chunks per strip and stage (a box row of 256 8-byte elements, TMA's longest).
+inline constexpr int kWideChunkBytes = 2048;
+
+template <int BITS>
+struct WideSizes {
+  static constexpr int kLaneU4 = BITS / 4;                         // 16-byte words per lane per unit
+  static constexpr int kStripBytes = (kWideK / 16) * 32 * kLaneU4 * 16;  // one strip's 4 units: contiguous
+  static constexpr int kABytes = kWideTokens * kWideK * 2;         // first in the stage: 1024-byte aligned
+  static constexpr int kWBytes = kWideStrips * kStripBytes;
+  static constexpr int kChunks = kStripBytes / kWideChunkBytes;    // 1 (INT4) or 2 (INT8)
+  static_assert(kStripBytes % kWideChunkBytes == 0, "a strip's stage is whole chunks");
+  static constexpr int kSBytes = 4 * kWideCols * 2;                // up to 4 scale rows (group 16)
+  static constexpr int kStageBytes = kABytes + kWBytes + kSBytes;
+  static constexpr int kStages = BITS == 4 ? 8 : 6;
+  static constexpr int kRingBytes = kStages * kStageBytes;
+  static constexpr int kSmemBytes = kRingBytes + 1024;             // the ring starts at a 1024-byte boundary
+  static_assert(kStageBytes % 1024 == 0, "every stage's activation tile is 1024-byte aligned (swizzle atoms)");
+  static_assert(kWideTokens * kWideRedStride * 4 <= kRingBytes, "the parked fp32 tile fits the ring");
+  static_assert(kSmemBytes <= 227 * 1024, "fits the opt-in shared memory of sm_90");
+};
+
+// The whole cluster's threads meet: release/acquire (the parked tiles), or relaxed (the last one: the remote reads
+// are complete, their sums already stored).
+__device__ __forceinline__ void cluster_barrier() {
+  asm volatile("barrier.cluster.arrive.aligned;\nbarrier.cluster.wait.aligned;" ::: "memory");
+}
+__device__ __forceinline__ void cluster_barrier_relaxed() {
+  asm volatile("barrier.cluster.arrive.relaxed.aligned;\nbarrier.cluster.wait.aligned;" ::: "memory");
+}
+
+// Registers: 128 accumulators a consumer thread, plus two buffers of A fragments and raw words: more than the 168
+// that 384 threads get at launch (with fewer, ptxas serializes the wgmmas, warning C7512). A 288-thread block (one
+// producer warp) does not help: one sub-partition then holds three of its warps, so the cap is the same. So the
+// producer warpgroup hands registers over to the consumers (setmaxnreg).
+template <int BITS, typename T>
+__global__ void __launch_bounds__(kWideThreads, 1) gemm_wide_kernel(const __grid_constant__ WideParams p) {
+  using Sz = WideSizes<BITS>;
+  using Tr = ActTraits<T>;
+  constexpr int kS = Sz::kStages, kTT = kWideTokens / 8;
+  extern __shared__ __align__(128) unsigned char smem_raw[];  // (as every kernel declares it; aligned below)
+  unsigned char* smem = smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u);
+  __shared__ __align__(8) uint64_t full_bar[kS], empty_bar[kS];
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int tile = int(blockIdx.x) / p.csplit, rank = int(blockIdx.x) % p.csplit;
+  // Multicast pairs (blocks 2j, 2j + 1: one cluster) take neighbouring column groups of the same token tile.
+  const int mrank = p.mcast > 1 ? tile & 1 : 0;
+  const int cg = p.mcast > 1 ? (tile / (2 * p.m_tiles)) * 2 + mrank : tile / p.m_tiles;
+  const int mt = p.mcast > 1 ? (tile >> 1) % p.m_tiles : tile % p.m_tiles, m0 = mt * kWideTokens;
+  const int kb0 = rank * p.kbs / p.csplit, n_it = (rank + 1) * p.kbs / p.csplit - kb0;  // >= 1: csplit <= kbs
+  const uint32_t ring = smem_u32(smem);
+  auto full = [&](int s) { return smem_u32(&full_bar[s]); };
+  auto empty = [&](int s) { return smem_u32(&empty_bar[s]); };
+  if (tid == 0) {
+    for (int s = 0; s < kS; ++s) {
+      mbar_init(full(s), 1);                      // the producer's arrival (+ the stage's bytes)
+      // One arrival per consumer warp of every block whose copies fill this stage (both of a multicast pair).
+      mbar_init(empty(s), kWideConsumers / 32 * p.mcast);
+    }
+    mbar_init_fence();
+  }
+  __syncthreads();
+  if (p.mcast > 1) cluster_barrier();  // the partner's barriers exist before any copy or arrival reaches them
+  asm volatile("griddepcontrol.launch_dependents;");
+
+  if (warp >= kWideConsumers / 32) {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(kWideProducerRegs));
+    // Producer: one lane issues every copy. Weights and scales of the first stages go out before
+    // griddepcontrol.wait (they do not depend on the kernel before), their activations after it.
+    if (warp == kWideConsumers / 32 && lane == 0) {
+      tma_prefetch_map(&p.a_map);
+      tma_prefetch_map(&p.w_map);
+      uint64_t policy;
+      if (p.evict_first) asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+      else asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;" : "=l"(policy));
+      uint64_t keep;
+      asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;" : "=l"(keep));
+      const int strips = min(kWideStrips, p.strips - cg * kWideStrips);  // the last column group may hold 2
+      // (The weight box always counts 4 strips: rows past the last strip arrive as zeros.)
+      const uint32_t stage_bytes = Sz::kABytes + Sz::kWBytes + strips * p.scale_rows * 64 * 2;
+      const unsigned char* s_g = static_cast<const unsigned char*>(p.scales) + int64_t(cg) * kWideCols * 2;
+      const int group_len = p.group >= kWideK ? p.group / kWideK : 1;  // stages per scale row step
+      auto issue_ws = [&](int it) {  // arrival, weights and scales of stage it
+        const int s = it % kS, kb = kb0 + it;
+        const uint32_t base = ring + s * Sz::kStageBytes;
+        mbar_arrive_expect_tx(full(s), stage_bytes);
+        tma_load_3d_hint(base + Sz::kABytes, &p.w_map, 0, kb * Sz::kChunks, cg * kWideStrips, full(s), policy);
+        const int sg = p.group >= kWideK ? kb / group_len : kb * p.scale_rows;
+        for (int r = 0; r < p.scale_rows; ++r) {
+          const int grp = min(sg + r, p.num_groups - 1);
+          bulk_copy_g2s(base + Sz::kABytes + Sz::kWBytes + r * kWideCols * 2, s_g + int64_t(grp) * p.n_pad * 2,
+                        strips * 64 * 2, full(s), keep);
+        }
+      };
+      auto issue_a = [&](int it) {
+        const int s = it % kS;
+        if (p.mcast > 1) {  // this block's half of the token rows, into both blocks
+          constexpr int kHalf = kWideTokens / 2;
+          tma_load_2d_multicast(ring + s * Sz::kStageBytes + mrank * kHalf * kWideK * 2, &p.a_map, (kb0 + it) * kWideK,
+                                m0 + mrank * kHalf, full(s), 0x3);
+        } else {
+          tma_load_2d(ring + s * Sz::kStageBytes, &p.a_map, (kb0 + it) * kWideK, m0, full(s));
+        }
+      };
+      const int pro = min(kS, n_it);
+      for (int it = 0; it < pro; ++it) issue_ws(it);
+      asm volatile("griddepcontrol.wait;" ::: "memory");
+      for (int it = 0; it < pro; ++it) issue_a(it);
+      for (int it = pro; it < n_it; ++it) {
+        mbar_wait(empty(it % kS), ((it / kS) - 1) & 1);  // the consumers are done with stage it - kS
+        issue_ws(it);
+        issue_a(it);
+      }
+    }
+    __syncwarp();
+    // The hand-off's barriers, as the consumers run them (the copies are all complete: the consumers waited for
+    // every stage before parking).
+    if (p.csplit > 1) cluster_barrier();
+    else __syncthreads();
+    if (p.csplit > 1 || p.mcast > 1) cluster_barrier_relaxed();
+  } else {
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(kWideConsumerRegs));
+    // Consumers.
+    const int wg = warp >> 2, wstrip = warp & 3, g = lane >> 2, t = lane & 3;
+    float acc[2][kTT][4];
+#pragma unroll
+    for (int q = 0; q < 2; ++q)
+#pragma unroll
+      for (int i = 0; i < kTT; ++i)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[q][i][e] = 0.f;
+    // A unit's raw words and scales of this warpgroup's two slices: INT4 the lane's 32-bit words 2 wg, 2 wg + 1;
+    // INT8 its 16-byte word wg (words 4 wg .. 4 wg + 3); scales: the lane's scale words 2 wg, 2 wg + 1.
+    struct Raw {
+      uint32_t w[BITS / 2];
+      uint32_t s[2];
+    };
+    auto load_raw = [&](int it, int u, Raw& r) {
+      const unsigned char* base = smem + (it % kS) * Sz::kStageBytes;
+      const unsigned char* wl = base + Sz::kABytes + wstrip * Sz::kStripBytes + (u * 32 + lane) * Sz::kLaneU4 * 16;
+      if constexpr (BITS == 4) {
+        const uint2 v = *reinterpret_cast<const uint2*>(wl + wg * 8);
+        r.w[0] = v.x, r.w[1] = v.y;
+      } else {
+        const uint4 v = *reinterpret_cast<const uint4*>(wl + wg * 16);
+        r.w[0] = v.x, r.w[1] = v.y, r.w[2] = v.z, r.w[3] = v.w;
+      }
+      const unsigned char* sl =
+          base + Sz::kABytes + Sz::kWBytes + ((u >> p.unit_shift) * kWideCols + wstrip * 64 + g * 8) * 2 + wg * 8;
+      const uint2 s = *reinterpret_cast<const uint2*>(sl);
+      r.s[0] = s.x, r.s[1] = s.y;
+    };
+    Raw raw[2];
+    uint32_t afb[2][2][4];
+    mbar_wait(full(0), 0);
+    load_raw(0, 0, raw[0]);
+    for (int it = 0; it < n_it; ++it) {
+      const uint32_t a_s = ring + (it % kS) * Sz::kStageBytes;
+#pragma unroll
+      for (int u = 0; u < kWideK / 16; ++u) {
+        // Fragments are double-buffered: unit u writes buffer u & 1 once the group of the unit two back has
+        // completed. At unit 1 that is the previous stage's last group: its stage goes back to the producer. (The
+        // wait is unconditional, also before the first group, where it returns at once: on a path where a wgmma's
+        // A registers are written without one, ptxas serializes every wgmma of the kernel, warning C7513.)
+        wgmma_wait<1>();
+#pragma unroll
+        for (int q = 0; q < 2; ++q) {
+          uint32_t b[4];
+          dequant_slice_scaled<BITS, T>(raw[u & 1].w, q, raw[u & 1].s[q], b);
+          afb[u & 1][q][0] = b[0];
+          afb[u & 1][q][1] = b[2];
+          afb[u & 1][q][2] = b[1];
+          afb[u & 1][q][3] = b[3];
+        }
+        wgmma_fence();
+#pragma unroll
+        for (int q = 0; q < 2; ++q) Wgmma<T, kWideTokens>::run(acc[q], afb[u & 1][q], wgmma_desc_k128(a_s + 32 * u));
+        wgmma_commit();
+        // (Here, not right after the wait: an arrival between a wait and the next wgmmas made ptxas serialize
+        // every wgmma, warning C7513.)
+        // Lane r arrives on the barrier of multicast partner r (both partners' copies fill this stage), or lane 0
+        // on this block's own (rank `rank` of a split-k cluster).
+        if (u == 1 && it > 0 && lane < p.mcast) mbar_arrive_cluster(empty((it - 1) % kS), p.mcast > 1 ? lane : rank);
+        if (u + 1 < kWideK / 16) {
+          load_raw(it, u + 1, raw[(u + 1) & 1]);
+        } else if (it + 1 < n_it) {
+          mbar_wait(full((it + 1) % kS), ((it + 1) / kS) & 1);
+          load_raw(it + 1, 0, raw[0]);
+        }
+      }
+    }
+    wgmma_wait<0>();
+#pragma unroll
+    for (int q = 0; q < 2; ++q) wgmma_pin(acc[q]);
+    // Park: every consumer warp is past its last wgmma (which read the ring) before any overwrites it.
+    asm volatile("bar.sync 1, %0;" ::"n"(kWideConsumers) : "memory");
+    float* red = reinterpret_cast<float*>(smem);
+    const int col0 = wstrip * 64 + 32 * wg + g;
+#pragma unroll
+    for (int i = 0; i < kTT; ++i) {
+      const int tk = 8 * i + 2 * t;
+#pragma unroll
+      for (int q = 0; q < 2; ++q)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          float* r0 = red + tk * kWideRedStride + col0 + 16 * q + 8 * h;
+          r0[0] = acc[q][i][2 * h];
+          r0[kWideRedStride] = acc[q][i][2 * h + 1];
+        }
+    }
+
+    // Hand-off: the parked tiles are visible block-wide (one tile) or cluster-wide (split-k), then block `rank`
+    // adds up its share of the tile's valid tokens from every block of the cluster, in rank order, and stores C.
+    namespace coop = cooperative_groups;
+    coop::cluster_group cluster = coop::this_cluster();
+    if (p.csplit > 1) cluster_barrier();
+    else __syncthreads();
+    const float* parked = red;
+    const int valid = min(kWideTokens, p.m - m0);
+    const int chunks = valid * (kWideCols / 4);
+    const int lo = chunks * rank / p.csplit, hi = chunks * (rank + 1) / p.csplit;
+    T* c_g = static_cast<T*>(p.c);
+    const bool vec = (p.n & 3) == 0;  // 4 outputs (8 bytes) per store stay 8-byte aligned
+    for (int ch = lo + tid; ch < hi; ch += kWideConsumers) {
+      const int tk = ch / (kWideCols / 4), lc = (ch % (kWideCols / 4)) * 4;
+      const float* local = parked + tk * kWideRedStride + lc;
+      float4 sum = *reinterpret_cast<const float4*>(local);
+      for (int j = 1; j < p.csplit; ++j) {
+        const int src = (rank + j) % p.csplit;  // (a fixed order per element: the sum is the same in every run)
+        const float4 v = *reinterpret_cast<const float4*>(cluster.map_shared_rank(const_cast<float*>(local), src));
+        sum.x += v.x, sum.y += v.y, sum.z += v.z, sum.w += v.w;
+      }
+      const int col = cg * kWideCols + lc;
+      if (col >= p.n) continue;
+      T* dst = c_g + int64_t(m0 + tk) * p.n + col;
+      if (vec) {
+        union {
+          T h[4];
+          uint2 u;
+        } o;
+        o.h[0] = Tr::from_float(sum.x), o.h[1] = Tr::from_float(sum.y);
+        o.h[2] = Tr::from_float(sum.z), o.h[3] = Tr::from_float(sum.w);
+        *reinterpret_cast<uint2*>(dst) = o.u;
+      } else {
+        const float vals[4] = {sum.x, sum.y, sum.z, sum.w};
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          if (col + e < p.n) dst[e] = Tr::from_float(vals[e]);
+      }
+    }
+    // No block leaves (taking its shared memory with it) while another may still read it, or arrive on its barriers.
+    if (p.csplit > 1 || p.mcast > 1) cluster_barrier_relaxed();
+  }
+}
+
+template <int BITS, typename T>
+cudaError_t wide_smem_attr() {
+  static const cudaError_t e = cudaFuncSetAttribute(gemm_wide_kernel<BITS, T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                    WideSizes<BITS>::kSmemBytes);
+  return e;
+}
+
+template <int BITS, typename T>
+cudaError_t launch_gemm_wide(const WideParams& p, int blocks, bool pdl, cudaStream_t stream) {
+  if (const cudaError_t e = wide_smem_attr<BITS, T>(); e != cudaSuccess) return e;
+  const LaunchConfig lc(blocks, kWideThreads, WideSizes<BITS>::kSmemBytes, stream, pdl, p.csplit * p.mcast);
+  return launch_with(gemm_wide_kernel<BITS, T>, lc, p);
+}
+
+// How many clusters of `size` blocks (1: single blocks) the card holds at once; 0 if none or the query fails.
+template <int BITS, typename T>
+int gemm_wide_max_clusters(int size) {
+  static std::atomic<int> cache[kWideMaxCluster + 1] = {};
+  if (size < 1 || size > kWideMaxCluster) return 0;
+  int n = cache[size].load(std::memory_order_relaxed);
+  if (n == 0) {
+    if (wide_smem_attr<BITS, T>() != cudaSuccess) {
+      (void)cudaGetLastError();
+      n = -1;
+    } else if (size == 1) {
+      int per_sm = 0, dev = 0, sms = 0;
+      if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemm_wide_kernel<BITS, T>, kWideThreads,
+                                                        WideSizes<BITS>::kSmemBytes) != cudaSuccess ||
+          cudaGetDevice(&dev) != cudaSuccess ||
+          cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+        (void)cudaGetLastError();
+        per_sm = 0;
+      }
+      n = per_sm * sms > 0 ? per_sm * sms : -1;
+    } else {
+      n = max_active_clusters(gemm_wide_kernel<BITS, T>, size, kWideThreads, WideSizes<BITS>::kSmemBytes);
+      n = n > 0 ? n : -1;
+    }
+    cache[size].store(n, std::memory_order_relaxed);
+  }
+  return n > 0 ? n : 0;
+}
+
+// A tensor map of A [m][k] (FP16 or BF16, row stride k elements) in boxes of 64 k x 128 tokens with the 128-byte
+// swizzle, zeros outside A: what the producer's tile loads name (gemm-wide.cu).
+// The repacked words (strips of strip_bytes each) as [strips][strip_bytes / 2 KB][256 x 8 bytes], in boxes of
+// chunks x 4 strips: one stage of one column group.
+cudaError_t make_wide_weight_map(const void* w, int64_t strip_bytes, int64_t strips, int chunks, CUtensorMap* map);
+// box_rows: 128, or 64 where each block of a multicast pair loads half the tile.
+cudaError_t make_wide_act_map(const void* a, int64_t m, int64_t k, bool bf16, int box_rows, CUtensorMap* map);
+
+#define RTNQ_WIDE_INSTANCE(PREFIX, BITS, T)                                                                \
+  PREFIX template cudaError_t launch_gemm_wide<BITS, T>(const WideParams&, int, bool, cudaStream_t);      \
+  PREFIX template int gemm_wide_max_clusters<BITS, T>(int);
+#define RTNQ_WIDE_INSTANCES_FOR(PREFIX, T) \
+  RTNQ_WIDE_INSTANCE(PREFIX, 4, T)         \
+  RTNQ_WIDE_INSTANCE(PREFIX, 8, T)
+
+}  // namespace rtnq::cuda::detail
