@@ -575,7 +575,8 @@ inline std::vector<GemmCase> gemm_cases() {
       cases.push_back({260, 333, 200, bits, -1, act, Path::kWide});
       cases.push_back({131, 576, 576, bits, 64, act, Path::kWideMcast});    // 3 column groups: no pairs
       cases.push_back({256, 4096, 14336, bits, 128, act, Path::kWideMcast});  // 16: multicast pairs
-      cases.push_back({300, 1000, 1536, bits, 32, act, Path::kWideMcast});    // 4, the last 2 strips wide
+      cases.push_back({300, 1000, 1536, bits, 32, act, Path::kWideMcast});    // 4
+      cases.push_back({200, 301, 256, bits, 16, act, Path::kWideMcast});      // 2, the second 2 strips wide
       cases.push_back({250, 4096, 4096, bits, 128, act, Path::kWideOne});
       for (int64_t m : {5, 256}) cases.push_back({m, 1000, 1536, bits, 32, act, Path::kWideSplit3});
       cases.push_back({140, 4096, 4096, bits, 256, act, Path::kWideSplit3});
