@@ -6,12 +6,12 @@
 // speed-up over cuBLAS. Times: CUDA graph of back-to-back launches over rotated weight copies (working set
 // above 3x L2, so the cache is never warm from the previous call), median of the replays.
 // Usage: bench-gemm [out_dir] [--quick] [--decode-only] [--swap-only] [--no-variants] [--hot] [--ms M1,M2,..]
-//                   [--shapes 8B,70B,..] [--one K,N,M[,NT[,CLUSTER]]]
+//                   [--shapes 8B,70B,..] [--one K,N,M[,NT[,CLUSTER]]] [--one-wide K,N,M[,SPLIT]]
 //   (writes out_dir/gemm.md and out_dir/gemm.json)
 //   --decode-only: only the decode-kernel variants table (m = 1, 4, 16), for quick A/B runs;
 //   --swap-only: only the swapped-operand kernel's variants table (m = 1..256, or those of --ms);
 //   --one K,N,M[,NT[,CLUSTER]]: just three eager INT4 gemm_quant calls on one shape (for a profiler), then exit
-//   (NT: swap_tokens, CLUSTER: swap_cluster);
+//   (NT: swap_tokens, CLUSTER: swap_cluster); --one-wide: the same with the wide kernel forced (SPLIT: wide_split);
 //   --no-variants: skip both variants tables; --ms: the m values of the main table; --shapes: only these models;
 //   --hot: no weight rotation (weights that fit stay in L2: the per-call cost without the DRAM stream);
 //   --trace K,N,M[,NT[,CLUSTER]] (builds with -DRTNQ_SWAP_TRACE only): one graph of back-to-back INT4 calls over
@@ -216,9 +216,14 @@ OneShape one_shape(int64_t k, int64_t n, int64_t m, int nt, int cluster, int cop
   return s;
 }
 
-// Three eager calls of the fused INT4 kernel on one shape (a profiler's target: nothing else runs).
-int profile_one(int64_t k, int64_t n, int64_t m, int nt, int cluster) {
-  OneShape s = one_shape(k, n, m, nt, cluster, 1);
+// Three eager calls of the fused INT4 kernel on one shape (a profiler's target: nothing else runs); wide: the wide
+// kernel forced, `cluster` its split.
+int profile_one(int64_t k, int64_t n, int64_t m, int nt, int cluster, bool wide = false) {
+  OneShape s = one_shape(k, n, m, wide ? 0 : nt, wide ? 0 : cluster, 1);
+  if (wide) {
+    s.o.kernel = rc::GemmOptions::Kernel::kWide;
+    s.o.wide_split = cluster;
+  }
   for (int i = 0; i < 3; ++i) BENCH_CHECK(rc::gemm_quant(s.a, s.w[0], s.c, m, s.ws, g_stream, s.o));
   BENCH_CHECK(cudaStreamSynchronize(g_stream));
   std::printf("profile_one k=%lld n=%lld m=%lld: done\n", (long long)k, (long long)n, (long long)m);
@@ -385,14 +390,18 @@ int main(int argc, char** argv) {
         }
         q = *end == ',' ? end + 1 : end;
       }
-    } else if ((std::strcmp(argv[i], "--one") == 0 || std::strcmp(argv[i], "--trace") == 0) && i + 1 < argc) {
+    } else if ((std::strcmp(argv[i], "--one") == 0 || std::strcmp(argv[i], "--one-wide") == 0 ||
+                std::strcmp(argv[i], "--trace") == 0) &&
+               i + 1 < argc) {
       const std::string flag = argv[i];
       long long k = 0, n = 0, m = 0, nt = 0, cl = 0;
       if (std::sscanf(argv[++i], "%lld,%lld,%lld,%lld,%lld", &k, &n, &m, &nt, &cl) < 3 || k < 1 || n < 1 || m < 1) {
-        std::fprintf(stderr, "bench-gemm: %s wants K,N,M[,NT[,CLUSTER]]\n", flag.c_str());
+        std::fprintf(stderr, "bench-gemm: %s wants K,N,M%s\n", flag.c_str(),
+                     flag == "--one-wide" ? "[,SPLIT]" : "[,NT[,CLUSTER]]");
         return 2;
       }
       if (flag == "--one") return profile_one(k, n, m, int(nt), int(cl));
+      if (flag == "--one-wide") return profile_one(k, n, m, 0, int(nt), true);  // (the 4th number is the split)
 #ifdef RTNQ_SWAP_TRACE
       return trace_calls(k, n, m, int(nt), int(cl));
 #else
