@@ -93,6 +93,7 @@ struct WideSizes {
   static_assert(kStageBytes % 1024 == 0, "every stage's activation tile is 1024-byte aligned (swizzle atoms)");
   static_assert(kWideTokens * kWideRedStride * 4 <= kRingBytes, "the parked fp32 tile fits the ring");
   static_assert(kSmemBytes <= 227 * 1024, "fits the opt-in shared memory of sm_90");
+  static_assert(2 * kSmemBytes > 228 * 1024, "one block per SM (the dispatcher counts on it)");
 };
 
 // The whole cluster's threads meet: release/acquire (the parked tiles), or relaxed (the last one: the remote reads
@@ -343,30 +344,19 @@ cudaError_t launch_gemm_wide(const WideParams& p, int blocks, bool pdl, cudaStre
   return launch_with(gemm_wide_kernel<BITS, T>, lc, p);
 }
 
-// How many clusters of `size` blocks (1: single blocks) the card holds at once; 0 if none or the query fails.
+// How many clusters of `size` (2..kWideMaxCluster) blocks the card holds at once; 0 if none or the query fails.
+// (Single blocks: one per SM, see WideSizes.)
 template <int BITS, typename T>
 int gemm_wide_max_clusters(int size) {
   static std::atomic<int> cache[kWideMaxCluster + 1] = {};
-  if (size < 1 || size > kWideMaxCluster) return 0;
+  if (size < 2 || size > kWideMaxCluster) return 0;
   int n = cache[size].load(std::memory_order_relaxed);
   if (n == 0) {
-    if (wide_smem_attr<BITS, T>() != cudaSuccess) {
-      (void)cudaGetLastError();
-      n = -1;
-    } else if (size == 1) {
-      int per_sm = 0, dev = 0, sms = 0;
-      if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemm_wide_kernel<BITS, T>, kWideThreads,
-                                                        WideSizes<BITS>::kSmemBytes) != cudaSuccess ||
-          cudaGetDevice(&dev) != cudaSuccess ||
-          cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
-        (void)cudaGetLastError();
-        per_sm = 0;
-      }
-      n = per_sm * sms > 0 ? per_sm * sms : -1;
-    } else {
+    if (wide_smem_attr<BITS, T>() == cudaSuccess)
       n = max_active_clusters(gemm_wide_kernel<BITS, T>, size, kWideThreads, WideSizes<BITS>::kSmemBytes);
-      n = n > 0 ? n : -1;
-    }
+    else
+      (void)cudaGetLastError();
+    n = n > 0 ? n : -1;  // -1: asked, none
     cache[size].store(n, std::memory_order_relaxed);
   }
   return n > 0 ? n : 0;

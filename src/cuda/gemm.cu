@@ -272,6 +272,16 @@ int64_t swap_tiles(const GemmParams& base, int64_t m, int nt) {
   return (base.n_pad / 64 + kSwapStrips - 1) / kSwapStrips * ((m + nt - 1) / nt);
 }
 
+// Scale rows per 64-deep stage and which one unit u of a stage reads (u >> unit_shift), for the swapped-operand and
+// wide kernels' parameters: groups of 16 and 32 change inside a stage (validate_weight allows no others below 64;
+// 64 and up divide or equal the stage's k range).
+template <typename P>
+void set_stage_scale_rows(P& p, int group) {
+  static_assert(kSwapK == 64 && kWideK == 64, "both kernels' stages are 64 deep");
+  p.scale_rows = group >= 64 ? 1 : 64 / group;
+  p.unit_shift = group >= 64 ? 2 : (group == 32 ? 1 : 0);
+}
+
 // auto_csplit: auto_cluster's answer for this instance when the caller already asked it (-1: ask here).
 template <int BITS, typename T, int NT, int MODE>
 cudaError_t dispatch_swap_as(const GemmParams& base, int64_t m, size_t ws_bytes, void* ws_ptr, const GemmOptions& opt,
@@ -282,10 +292,7 @@ cudaError_t dispatch_swap_as(const GemmParams& base, int64_t m, size_t ws_bytes,
   SwapParams p = fused_params<SwapParams>(base, m, ws);
   p.kbs = base.k_pad / kSwapK;
   p.strips = base.n_pad / 64;
-  // Scale rows per 64-deep stage: groups of 16 and 32 change inside a stage (validate_weight allows no others
-  // below 64; 64 and up divide or equal the stage's k range).
-  p.scale_rows = base.group >= 64 ? 1 : kSwapK / base.group;
-  p.unit_shift = base.group >= 64 ? 2 : (base.group == 32 ? 1 : 0);
+  set_stage_scale_rows(p, base.group);
   // Deferred scales need whole stages per group; the kernel uses them only at 8 tokens with wgmma (INT4).
   p.group_stages = opt.swap_defer_scales && base.group >= 64 ? base.group / kSwapK : 0;
 #ifdef RTNQ_SWAP_TRACE
@@ -464,7 +471,7 @@ int auto_wide_split(int64_t tiles, int kbs) {
   int best = 1;
   int64_t best_cost = INT64_MAX;
   for (int s = 1; s <= std::min(kWideMaxCluster, kbs); ++s) {
-    const int64_t resident = gemm_wide_max_clusters<BITS, T>(s);
+    const int64_t resident = s == 1 ? sm_count() : gemm_wide_max_clusters<BITS, T>(s);
     if (resident < 1) continue;
     const int64_t waves = (tiles + resident - 1) / resident;
     const int64_t cost = waves * ((kbs + s - 1) / s + (s > 1 ? kWideSplitCostStages : 0));
@@ -481,23 +488,21 @@ cudaError_t dispatch_wide(const GemmParams& base, int64_t m, const GemmOptions& 
   p.kbs = base.k_pad / kWideK;
   p.strips = base.n_pad / 64;
   const int64_t m_tiles = (m + kWideTokens - 1) / kWideTokens;
-  const int64_t tiles = (p.strips + kWideStrips - 1) / kWideStrips * m_tiles;
+  const int64_t groups = (p.strips + kWideStrips - 1) / kWideStrips;  // of 256 columns
+  const int64_t tiles = groups * m_tiles;
   p.m_tiles = int(m_tiles);
-  // Scale rows per 64-deep stage, and which one unit u reads, as in the swapped-operand kernel.
-  p.scale_rows = base.group >= 64 ? 1 : kWideK / base.group;
-  p.unit_shift = base.group >= 64 ? 2 : (base.group == 32 ? 1 : 0);
+  set_stage_scale_rows(p, base.group);
   p.evict_first = m_tiles == 1 ? 1 : 0;
   const int cs = opt.wide_split > 0 ? opt.wide_split : auto_wide_split<BITS, T>(tiles, p.kbs);
   if (cs > p.kbs)
     return fail(cudaErrorInvalidValue, "gemm_quant: wide_split " + std::to_string(cs) + " exceeds the " +
                                            std::to_string(p.kbs) + " k batches of this weight");
-  if (gemm_wide_max_clusters<BITS, T>(cs) < 1)
-    return fail(cudaErrorNotSupported, "gemm_quant: this card cannot run the wide kernel" +
-                                           (cs > 1 ? " in clusters of " + std::to_string(cs) : std::string()));
+  if (cs > 1 && gemm_wide_max_clusters<BITS, T>(cs) < 1)
+    return fail(cudaErrorNotSupported, "gemm_quant: this card cannot run the wide kernel in clusters of " +
+                                           std::to_string(cs));
   if (tiles * cs > INT32_MAX) return fail(cudaErrorInvalidValue, "gemm_quant: m = " + std::to_string(m) + " is too large");
   p.csplit = cs;
   // Multicast pairs need an even number of column groups (each pair shares a token tile) and whole tiles per block.
-  const int64_t groups = (p.strips + kWideStrips - 1) / kWideStrips;
   p.mcast = opt.wide_multicast && cs == 1 && groups % 2 == 0 && gemm_wide_max_clusters<BITS, T>(2) > 0 ? 2 : 1;
   const int64_t strip_bytes = int64_t(p.ku) * 32 * BITS / 4 * 16;
   if (make_wide_act_map(base.a, m, base.k, std::is_same_v<T, __nv_bfloat16>, kWideTokens / p.mcast, &p.a_map) !=

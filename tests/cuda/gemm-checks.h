@@ -565,9 +565,9 @@ inline std::vector<GemmCase> gemm_cases() {
       cases.push_back({1, 8192, 8192, bits, 128, act, Path::kStripOne});
       cases.push_back({6, 1000, 1536, bits, 64, act, Path::kStripOne});
       cases.push_back({4, 4096, 4096, bits, 128, act, Path::kStripPacked});
-      // The wide kernel (forced): part-filled and several token tiles, a last column group of 2 strips (1000, 333,
-      // 301 wide, n past its last column), groups of 16, 32 and 64, per-channel, k off the 64-deep stage (200, 576),
-      // its own split, one block a tile, clusters of 3.
+      // The wide kernel (forced): part-filled and several token tiles, a last column group of 2 strips (333 and 301
+      // wide, n past its last column), n past the last column of a whole group (1000), groups of 16, 32 and 64,
+      // per-channel, k off the 64-deep stage (200, 576), its own split, one block a tile, clusters of 3.
       for (int64_t m : {1, 100, 128, 129, 300}) cases.push_back({m, 4096, 4096, bits, 128, act, Path::kWide});
       cases.push_back({256, 6144, 4096, bits, 128, act, Path::kWide});
       cases.push_back({200, 1000, 1536, bits, 32, act, Path::kWide});
