@@ -7,11 +7,14 @@
 // above 3x L2, so the cache is never warm from the previous call), median of the replays.
 // Usage: bench-gemm [out_dir] [--quick] [--decode-only] [--swap-only] [--no-variants] [--hot] [--ms M1,M2,..]
 //                   [--shapes 8B,70B,..] [--one K,N,M[,NT[,CLUSTER]]] [--one-wide K,N,M[,SPLIT]]
+//                   [--wide-sweep K,N,M]
 //   (writes out_dir/gemm.md and out_dir/gemm.json)
 //   --decode-only: only the decode-kernel variants table (m = 1, 4, 16), for quick A/B runs;
 //   --swap-only: only the swapped-operand kernel's variants table (m = 1..256, or those of --ms);
 //   --one K,N,M[,NT[,CLUSTER]]: just three eager INT4 gemm_quant calls on one shape (for a profiler), then exit
 //   (NT: swap_tokens, CLUSTER: swap_cluster); --one-wide: the same with the wide kernel forced (SPLIT: wide_split);
+//   --wide-sweep K,N,M: graph-timed INT4 calls of the wide kernel at each split, beside auto and the
+//   swapped-operand kernel;
 //   --no-variants: skip both variants tables; --ms: the m values of the main table; --shapes: only these models;
 //   --hot: no weight rotation (weights that fit stay in L2: the per-call cost without the DRAM stream);
 //   --trace K,N,M[,NT[,CLUSTER]] (builds with -DRTNQ_SWAP_TRACE only): one graph of back-to-back INT4 calls over
@@ -230,6 +233,31 @@ int profile_one(int64_t k, int64_t n, int64_t m, int nt, int cluster, bool wide 
   return 0;
 }
 
+// --wide-sweep K,N,M: graph-timed INT4 calls (weights rotated past L2) of the wide kernel at every split it can
+// take (auto, then 1..8 blocks a tile), next to the default kernel choice and the swapped-operand kernel forced:
+// the data behind the wide kernel's split rule and its place in the dispatcher.
+int wide_sweep(int64_t k, int64_t n, int64_t m) {
+  cudaDeviceProp prop{};
+  BENCH_CHECK(cudaGetDeviceProperties(&prop, 0));
+  const int copies = copies_for(double(n) * k / 2, prop.l2CacheSize);
+  OneShape s = one_shape(k, n, m, 0, 0, copies);
+  auto t = [&](rc::GemmOptions o) {
+    return time_graph([&](int i) { BENCH_CHECK(rc::gemm_quant(s.a, s.w[i], s.c, m, s.ws, g_stream, o)); }, copies);
+  };
+  rc::GemmOptions swap;
+  swap.kernel = rc::GemmOptions::Kernel::kSwap;
+  std::printf("k=%lld n=%lld m=%lld: auto %.1f, swap %.1f, wide:", (long long)k, (long long)n, (long long)m, t({}),
+              t(swap));
+  for (int split = 0; split <= 8 && split * 64 <= k; ++split) {
+    rc::GemmOptions o;
+    o.kernel = rc::GemmOptions::Kernel::kWide;
+    o.wide_split = split;
+    std::printf(" %s%.1f", split == 0 ? "auto " : (std::to_string(split) + ": ").c_str(), t(o));
+  }
+  std::printf(" us\n");
+  return 0;
+}
+
 #ifdef RTNQ_SWAP_TRACE
 // --trace: per call of one graph (the calls back to back, as time_graph runs them), from %globaltimer stamps of every
 // block, in us: when its first block started, the first and last release from griddepcontrol.wait, the last block's
@@ -391,6 +419,7 @@ int main(int argc, char** argv) {
         q = *end == ',' ? end + 1 : end;
       }
     } else if ((std::strcmp(argv[i], "--one") == 0 || std::strcmp(argv[i], "--one-wide") == 0 ||
+                std::strcmp(argv[i], "--wide-sweep") == 0 ||
                 std::strcmp(argv[i], "--trace") == 0) &&
                i + 1 < argc) {
       const std::string flag = argv[i];
@@ -402,6 +431,7 @@ int main(int argc, char** argv) {
       }
       if (flag == "--one") return profile_one(k, n, m, int(nt), int(cl));
       if (flag == "--one-wide") return profile_one(k, n, m, 0, int(nt), true);  // (the 4th number is the split)
+      if (flag == "--wide-sweep") return wide_sweep(k, n, m);
 #ifdef RTNQ_SWAP_TRACE
       return trace_calls(k, n, m, int(nt), int(cl));
 #else

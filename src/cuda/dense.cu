@@ -47,19 +47,18 @@ int64_t default_dense_crossover_m(int64_t n, int64_t k, int bits) {
   //   these narrow products grows with k, not m (SmolLM2 down, k = 1536, n = 576: 4.6-4.7 us at every m up to
   //   64, against 3.2-3.3 at k = 576), and the fused kernel beat it at m = 16 (3.4-3.6 vs 4.7 us) and 32 (4.4-4.5
   //   vs 4.6-4.7) in six readings of six; at 64 it loses (6.0-6.3).
-  //   INT4 at m = 65-128 (fourteenth session, runs 1 and 5, H100): 8B gate_up (117M) 80.5 vs 88.5 us, and 8B down
-  //   (59M, 4096 wide: two 64-token tiles, see kSwapTwoTileMaxN) 40.5 vs 51.8, so 128 from 100M weights and from
-  //   40M where the weight is at most kSwapTwoTileMaxN wide (run 5 with it: 81.9 vs 88.3, 40.0 vs 52.4); 70B qkv
-  //   (84M) 60.3 vs 62.3 and o (67M) 55.4 vs 50.3 keep 64. INT8 keeps 64 (8B gate_up at m = 128: 92.2-93.3 vs
-  //   88.2-88.5).
+  //   Above 64 tokens the fused path is the wide kernel (kWideAutoMinM). H100, m = 128 / 256, us, wide kernel vs
+  //   cuBLAS BF16 (sixteenth session, run 3): 8B gate_up (117M) 51.8 / 108.1 vs 88.3 / 102.2, 8B down (59M) 37.6
+  //   / 67.5 vs 52.0 / 58.7, 70B o (67M, 8192 wide) 40.9 / 58.9 vs 49.9 / 54.5, 70B gate_up (470M) and down
+  //   (235M) 205.1 and 128.7 vs 345.9 and 180.5 at 128 (cuBLAS at 256); 8B qkv 20.7 vs 20.9, 8B o 17.7 vs 14.6
+  //   and 70B qkv (84M, 10240 wide) 66.5 vs 62.4 at 128. INT8 the same way at 128 (8B gate_up 63.0, down 43.6,
+  //   70B o 47.8 vs cuBLAS 88.3, 52.0, 49.9; 8B qkv 23.4, 70B qkv 74.7 vs 20.9, 62.4). So 128 from 100M weights
+  //   and from 40M on weights at most 8192 wide; else 64.
   const int64_t weights = n * k;
   if (weights < (int64_t(8) << 20)) return k >= 1536 ? 32 : 8;
-  if (weights < (int64_t(200) << 20)) {
-    const bool int4_128 = bits == 4 && (weights >= (int64_t(100) << 20) ||
-                                        (weights >= (int64_t(40) << 20) && n <= kSwapTwoTileMaxN));
-    return int4_128 ? 128 : 64;
-  }
-  return 128;
+  (void)bits;  // INT4 and INT8 cross at the same m since the wide kernel (above)
+  const bool wide_wins_128 = weights >= (int64_t(100) << 20) || (weights >= (int64_t(40) << 20) && n <= 8192);
+  return wide_wins_128 ? 128 : 64;
 }
 
 cudaError_t gemm_auto(const void* a, const RepackedWeight& w, void* c, int64_t m, const GemmWorkspace& ws,

@@ -1,8 +1,7 @@
-// The wide kernel: the fused dequantize-and-multiply for compute-bound m (prompts), warp-specialized. Forced only
-// (GemmOptions::Kernel::kWide): on an H100 it is slower than the swapped-operand kernel or cuBLAS at every m timed
-// (8B layer at m = 256: 343.7 us vs 295.0 and 202.1; docs/perf-notes.md, fifteenth session). It is kept, checked, as
-// the base for a faster prompt kernel: its main loop runs at about half the rate the tensor-rate probe reaches with
-// the same instructions, and the notes say what was measured about why.
+// The wide kernel: the fused dequantize-and-multiply for compute-bound m (prompts), warp-specialized. gemm_quant's
+// auto choice above kWideAutoMinM (64) tokens. On an H100, 8B layer at m = 128: 125.6 us against 160.4 for the
+// swapped-operand kernel and 176.4 for cuBLAS BF16; at m = 256 246.5 against 298 and 206 (docs/perf-notes.md,
+// sixteenth session). Its main loop still runs at ~60% of the tensor cores' rate (ncu, 8B gate_up at m = 256).
 //
 // Why another kernel. Above ~128 tokens the product, not the weight stream, sets the time: at m = 256 one Llama-3
 // 8B layer is 112 GFLOP against 109 MB of INT4 weights. The swapped-operand kernel (gemm-swap-kernel.cuh) runs its

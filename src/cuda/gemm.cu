@@ -620,9 +620,13 @@ cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t 
   p.group = int(w.shape.group);
   p.scale_rows = w.shape.group < kTileK ? int(kTileK / w.shape.group) : 1;
   p.k_tiles = p.k_pad / kTileK;
-  // Auto: the swapped-operand kernel at every m. With cluster split-k it also beats the decode kernel on the
-  // small linears at m = 1, where the decode kernel used to win (8B qkv 8.2 vs 9.9 us, o 7.9 vs 8.5; larger
-  // linears and m >= 2 went to the swapped-operand kernel already). Measurements: docs/perf-notes.md.
+  // Auto: the strip kernel where it fills the SMs at m <= 16, the wide kernel above kWideAutoMinM tokens, else the
+  // swapped-operand kernel. With cluster split-k the latter also beats the decode kernel on the small linears at
+  // m = 1, where the decode kernel used to win (8B qkv 8.2 vs 9.9 us, o 7.9 vs 8.5). The wide kernel took over
+  // above 64 tokens once its stage hand-back stopped waiting on a cluster-scope fence (H100, m = 128, us, wide vs
+  // swapped-operand: 8B gate_up 51.8 vs 81.5, down 37.6 vs 40.3, qkv 20.7 vs 21.6, 70B o 40.9 vs 55.3, gate_up
+  // 205.1 vs 224.5; it loses on 8B o 17.7 vs 17.1, 70B qkv 66.5 vs 59.6 and down 128.7 vs 117.4, where the dual
+  // path takes cuBLAS or the loss is smaller than the others' gains). Measurements: docs/perf-notes.md.
   const bool automatic = opt.kernel == GemmOptions::Kernel::kAuto && opt.m_tile_rows == 0;
   const bool decode = opt.kernel == GemmOptions::Kernel::kDecode;
   const bool swap = opt.kernel == GemmOptions::Kernel::kSwap || automatic;
@@ -630,6 +634,11 @@ cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t 
   const bool wide = opt.kernel == GemmOptions::Kernel::kWide;
   const cudaError_t e = with_weight_type(w, [&]<int BITS, typename T>() {
     if (wide) return dispatch_wide<BITS, T>(p, m, opt, stream);
+    if (automatic && m > kWideAutoMinM) {
+      // A card or driver that cannot run it (clusters, tensor maps) falls back to the swapped-operand kernel.
+      const cudaError_t ew = dispatch_wide<BITS, T>(p, m, opt, stream);
+      if (ew != cudaErrorNotSupported) return ew;
+    }
     bool taken = false;
     if (strip || (automatic && m <= kStripAutoMaxM)) {
       const cudaError_t es = dispatch_strip<BITS, T>(p, m, opt, !strip, &taken, stream);

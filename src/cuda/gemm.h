@@ -59,13 +59,12 @@ struct GemmOptions {
   // Rows of A per block: 0 chooses (16 up to a measured m, then 64); 16 or 64 forces one (benchmarks, tests).
   int m_tile_rows = 0;
   // Which fused kernel: kAuto takes the strip kernel (gemm-strip-kernel.cuh) at m <= 16 where a linear's
-  // 64-column strips fill the SMs at one or two blocks a strip (auto_strip_split in gemm.cu), else the
-  // swapped-operand kernel (gemm-swap-kernel.cuh); the others force one: the strip kernel (m <= 16, groups of 64
-  // and up or per-channel), the swapped-operand kernel, the decode kernel (per-warp weight streams,
+  // 64-column strips fill the SMs at one or two blocks a strip (auto_strip_split in gemm.cu), the wide kernel
+  // (gemm-wide-kernel.cuh: warp-specialized, 128-token tiles) above kWideAutoMinM tokens, else the swapped-operand
+  // kernel (gemm-swap-kernel.cuh); the others force one: the strip kernel (m <= 16, groups of 64 and up or
+  // per-channel), the swapped-operand kernel, the wide kernel (any m), the decode kernel (per-warp weight streams,
   // gemm-decode-kernel.cuh; m <= 16 only) or the tiled kernel (gemm-kernel.cuh; also m_tile_rows != 0). Auto never
   // picks the last two: slower at every m measured.
-  // kWide: the warp-specialized kernel for compute-bound m (gemm-wide-kernel.cuh; 128-token tiles, any m). Forced
-  // only, like kTiled and kDecode: slower than the swapped-operand kernel or cuBLAS at every m timed on an H100.
   enum class Kernel : uint8_t { kAuto, kTiled, kDecode, kSwap, kStrip, kWide };
   Kernel kernel = Kernel::kAuto;
   // Wide kernel: blocks per tile (cluster split-k), 1..8; 0 chooses (gemm.cu, auto_wide_split).
@@ -127,9 +126,12 @@ cudaError_t gemm_dense(const void* a, const RepackedWeight& w, void* c, int64_t 
 cudaError_t cublas_gemm_nt(const void* a, const void* b, void* c, int64_t m, int64_t n, int64_t k, DType act,
                            cublasHandle_t handle);
 
-// At 65-128 tokens the fused kernel runs weights at most this wide (24 column groups of 256) as two 64-token tiles
-// in clusters instead of one 128-token tile in stream-K (gemm.cu); the default crossover counts on it.
+// At 65-128 tokens the swapped-operand kernel runs weights at most this wide (24 column groups of 256) as two
+// 64-token tiles in clusters instead of one 128-token tile in stream-K (gemm.cu).
 inline constexpr int64_t kSwapTwoTileMaxN = 6144;
+
+// Above this many tokens gemm_quant's auto choice is the wide kernel (gemm.cu); the default crossover counts on it.
+inline constexpr int64_t kWideAutoMinM = 64;
 
 // Crossover m above which gemm_auto takes the cuBLAS path. Measured by bench/gemm.cu on an H100 (see
 // docs/perf-notes.md, "## CUDA GEMM"); a caller with its own measurement passes it to gemm_auto instead.
