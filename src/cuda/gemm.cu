@@ -461,7 +461,10 @@ cudaError_t dispatch_strip(const GemmParams& base, int64_t m, const GemmOptions&
 }
 
 // Wide kernel, auto split: the cost of a split-k hand-off (parking the fp32 tile, one cluster barrier, the
-// distributed-shared-memory sums) in 64-deep stages of the main loop; a guess to be replaced by a measurement.
+// distributed-shared-memory sums) in 64-deep stages of the main loop; a guess. Against a sweep of every split (H100,
+// `bench-gemm --wide-sweep`, docs/perf-notes.md, sixteenth session) the rule lands within 3-7% of the best split
+// on 70B down and 8B o at m = 128 and 70B qkv and 8B down at 256, and 23% off on 70B qkv at 128 (65.1 vs 53.1 us
+// at 5): the time is not monotonic in the split, as clusters the occupancy query counts as one wave run like two.
 constexpr int64_t kWideSplitCostStages = 3;
 
 // Blocks per tile for the wide kernel: the split whose waves (one block per SM: ceil(tiles / clusters the card

@@ -73,6 +73,8 @@ struct GemmOptions {
   // both (TMA multicast in clusters of two). Off by default: slower on every linear timed (H100, 8B gate_up at
   // m = 256: 183.5 vs 165.4 us; docs/perf-notes.md, fifteenth session).
   bool wide_multicast = false;
+  // The swap_* options below apply wherever the swapped-operand kernel runs: forced (kSwap), or auto up to
+  // kWideAutoMinM tokens. Above that, auto runs the wide kernel, which ignores them.
   // Swapped-operand kernel: tokens per block tile, 8 (wgmma only), 16, 32, 64 or 128 (wgmma only); 0 chooses the
   // smallest that holds m (128 above 64 with wgmma, except 64 up to m = 128 on weights at most kSwapTwoTileMaxN
   // wide; 64 with mma.sync; 8 only with wgmma).
