@@ -105,8 +105,8 @@ SplitWorkspace carve_workspace(void* ws_ptr, size_t ws_bytes, int64_t count, int
           ws_ptr != nullptr && ws_bytes >= split_workspace_bytes(count, m, n)};
 }
 
-// The call's operands and shape, as every fused kernel's parameters (decode, swapped-operand, strip) name them,
-// from the validated call.
+// The call's operands and shape, as every fused kernel's parameters (decode, swapped-operand, strip, wide) name
+// them, from the validated call.
 template <typename P>
 void set_call_fields(P& p, const GemmParams& base, int64_t m) {
   p.a = base.a;
