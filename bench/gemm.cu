@@ -6,15 +6,15 @@
 // speed-up over cuBLAS. Times: CUDA graph of back-to-back launches over rotated weight copies (working set
 // above 3x L2, so the cache is never warm from the previous call), median of the replays.
 // Usage: bench-gemm [out_dir] [--quick] [--decode-only] [--swap-only] [--no-variants] [--hot] [--ms M1,M2,..]
-//                   [--shapes 8B,70B,..] [--one K,N,M[,NT[,CLUSTER]]] [--one-wide K,N,M[,SPLIT]]
-//                   [--wide-sweep K,N,M]
+//                   [--shapes 8B,70B,..] [--one K,N,M[,NT[,CLUSTER]]] [--one-wide K,N,M[,SPLIT[,TOK]]]
+//                   [--wide-sweep K,N,M[,TOK]]
 //   (writes out_dir/gemm.md and out_dir/gemm.json)
 //   --decode-only: only the decode-kernel variants table (m = 1, 4, 16), for quick A/B runs;
 //   --swap-only: only the swapped-operand kernel's variants table (m = 1..256, or those of --ms);
 //   --one K,N,M[,NT[,CLUSTER]]: just three eager INT4 gemm_quant calls on one shape (for a profiler), then exit
-//   (NT: swap_tokens, CLUSTER: swap_cluster); --one-wide: the same with the wide kernel forced (SPLIT: wide_split);
-//   --wide-sweep K,N,M: graph-timed INT4 calls of the wide kernel at each split, beside auto and the
-//   swapped-operand kernel;
+//   (NT: swap_tokens, CLUSTER: swap_cluster); --one-wide: the same with the wide kernel forced (SPLIT: wide_split,
+//   TOK: wide_tokens); --wide-sweep K,N,M[,TOK]: graph-timed INT4 calls of the wide kernel (token tile TOK, 0 its
+//   own choice) at each split, beside auto and the swapped-operand kernel;
 //   --no-variants: skip both variants tables; --ms: the m values of the main table; --shapes: only these models;
 //   --hot: no weight rotation (weights that fit stay in L2: the per-call cost without the DRAM stream);
 //   --trace K,N,M[,NT[,CLUSTER]] (builds with -DRTNQ_SWAP_TRACE only): one graph of back-to-back INT4 calls over
@@ -220,12 +220,13 @@ OneShape one_shape(int64_t k, int64_t n, int64_t m, int nt, int cluster, int cop
 }
 
 // Three eager calls of the fused INT4 kernel on one shape (a profiler's target: nothing else runs); wide: the wide
-// kernel forced, `cluster` its split.
-int profile_one(int64_t k, int64_t n, int64_t m, int nt, int cluster, bool wide = false) {
+// kernel forced, `cluster` its split, `wide_tokens` its token tile.
+int profile_one(int64_t k, int64_t n, int64_t m, int nt, int cluster, bool wide = false, int wide_tokens = 0) {
   OneShape s = one_shape(k, n, m, wide ? 0 : nt, wide ? 0 : cluster, 1);
   if (wide) {
     s.o.kernel = rc::GemmOptions::Kernel::kWide;
     s.o.wide_split = cluster;
+    s.o.wide_tokens = wide_tokens;
   }
   for (int i = 0; i < 3; ++i) BENCH_CHECK(rc::gemm_quant(s.a, s.w[0], s.c, m, s.ws, g_stream, s.o));
   BENCH_CHECK(cudaStreamSynchronize(g_stream));
@@ -233,10 +234,11 @@ int profile_one(int64_t k, int64_t n, int64_t m, int nt, int cluster, bool wide 
   return 0;
 }
 
-// --wide-sweep K,N,M: graph-timed INT4 calls (weights rotated past L2) of the wide kernel at every split it can
-// take (auto, then 1..8 blocks a tile), next to the default kernel choice and the swapped-operand kernel forced:
-// the data behind the wide kernel's split rule and its place in the dispatcher.
-int wide_sweep(int64_t k, int64_t n, int64_t m) {
+// --wide-sweep K,N,M[,TOK]: graph-timed INT4 calls (weights rotated past L2) of the wide kernel with token tile
+// `tokens` (0: its own choice) at every split it can take (auto, then 1..8 blocks a tile), next to the default kernel
+// choice and the swapped-operand kernel forced: the data behind the wide kernel's split rule and its place in the
+// dispatcher.
+int wide_sweep(int64_t k, int64_t n, int64_t m, int tokens) {
   cudaDeviceProp prop{};
   BENCH_CHECK(cudaGetDeviceProperties(&prop, 0));
   const int copies = copies_for(double(n) * k / 2, prop.l2CacheSize);
@@ -246,12 +248,13 @@ int wide_sweep(int64_t k, int64_t n, int64_t m) {
   };
   rc::GemmOptions swap;
   swap.kernel = rc::GemmOptions::Kernel::kSwap;
-  std::printf("k=%lld n=%lld m=%lld: auto %.1f, swap %.1f, wide:", (long long)k, (long long)n, (long long)m, t({}),
-              t(swap));
+  std::printf("k=%lld n=%lld m=%lld: auto %.1f, swap %.1f, wide (tokens %d):", (long long)k, (long long)n,
+              (long long)m, t({}), t(swap), tokens);
   for (int split = 0; split <= 8 && split * 64 <= k; ++split) {
     rc::GemmOptions o;
     o.kernel = rc::GemmOptions::Kernel::kWide;
     o.wide_split = split;
+    o.wide_tokens = tokens;
     std::printf(" %s%.1f", split == 0 ? "auto " : (std::to_string(split) + ": ").c_str(), t(o));
   }
   std::printf(" us\n");
@@ -426,12 +429,13 @@ int main(int argc, char** argv) {
       long long k = 0, n = 0, m = 0, nt = 0, cl = 0;
       if (std::sscanf(argv[++i], "%lld,%lld,%lld,%lld,%lld", &k, &n, &m, &nt, &cl) < 3 || k < 1 || n < 1 || m < 1) {
         std::fprintf(stderr, "bench-gemm: %s wants K,N,M%s\n", flag.c_str(),
-                     flag == "--one-wide" ? "[,SPLIT]" : "[,NT[,CLUSTER]]");
+                     flag == "--one-wide" ? "[,SPLIT[,TOK]]" : flag == "--wide-sweep" ? "[,TOK]" : "[,NT[,CLUSTER]]");
         return 2;
       }
       if (flag == "--one") return profile_one(k, n, m, int(nt), int(cl));
-      if (flag == "--one-wide") return profile_one(k, n, m, 0, int(nt), true);  // (the 4th number is the split)
-      if (flag == "--wide-sweep") return wide_sweep(k, n, m);
+      // (--one-wide: the 4th number is the split, the 5th the token tile; --wide-sweep: the 4th the token tile)
+      if (flag == "--one-wide") return profile_one(k, n, m, 0, int(nt), true, int(cl));
+      if (flag == "--wide-sweep") return wide_sweep(k, n, m, int(nt));
 #ifdef RTNQ_SWAP_TRACE
       return trace_calls(k, n, m, int(nt), int(cl));
 #else

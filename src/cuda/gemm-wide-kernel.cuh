@@ -35,7 +35,10 @@
 
 namespace rtnq::cuda::detail {
 
-inline constexpr int kWideTokens = 128;                     // token tile
+// Token tiles: 128 above 64 tokens; 64 up to 64 tokens, where a 128-token tile would multiply half zeros (the
+// dequantization per stage is the same, the MMAs half).
+inline constexpr int kWideTokensBig = 128;
+inline constexpr int kWideTokensSmall = 64;
 inline constexpr int kWideStrips = 4;                       // 64-column strips per block
 inline constexpr int kWideCols = kWideStrips * 64;          // output columns per block
 inline constexpr int kWideK = 64;                           // k per stage (4 units of 16)
@@ -76,21 +79,22 @@ struct WideParams {
 // The weight map's 2 KB chunks per strip and stage (a box row of 256 8-byte elements, TMA's longest).
 inline constexpr int kWideChunkBytes = 2048;
 
-template <int BITS>
+template <int BITS, int TOK>
 struct WideSizes {
+  static_assert(TOK == kWideTokensBig || TOK == kWideTokensSmall, "token tiles of 64 or 128");
   static constexpr int kLaneU4 = BITS / 4;                         // 16-byte words per lane per unit
   static constexpr int kStripBytes = (kWideK / 16) * 32 * kLaneU4 * 16;  // one strip's 4 units: contiguous
-  static constexpr int kABytes = kWideTokens * kWideK * 2;         // first in the stage: 1024-byte aligned
+  static constexpr int kABytes = TOK * kWideK * 2;                 // first in the stage: 1024-byte aligned
   static constexpr int kWBytes = kWideStrips * kStripBytes;
   static constexpr int kChunks = kStripBytes / kWideChunkBytes;    // 1 (INT4) or 2 (INT8)
   static_assert(kStripBytes % kWideChunkBytes == 0, "a strip's stage is whole chunks");
   static constexpr int kSBytes = 4 * kWideCols * 2;                // up to 4 scale rows (group 16)
   static constexpr int kStageBytes = kABytes + kWBytes + kSBytes;
-  static constexpr int kStages = BITS == 4 ? 8 : 6;
+  static constexpr int kStages = BITS == 4 || TOK == kWideTokensSmall ? 8 : 6;
   static constexpr int kRingBytes = kStages * kStageBytes;
   static constexpr int kSmemBytes = kRingBytes + 1024;             // the ring starts at a 1024-byte boundary
   static_assert(kStageBytes % 1024 == 0, "every stage's activation tile is 1024-byte aligned (swizzle atoms)");
-  static_assert(kWideTokens * kWideRedStride * 4 <= kRingBytes, "the parked fp32 tile fits the ring");
+  static_assert(TOK * kWideRedStride * 4 <= kRingBytes, "the parked fp32 tile fits the ring");
   static_assert(kSmemBytes <= 227 * 1024, "fits the opt-in shared memory of sm_90");
   static_assert(2 * kSmemBytes > 228 * 1024, "one block per SM (the dispatcher counts on it)");
 };
@@ -108,11 +112,11 @@ __device__ __forceinline__ void cluster_barrier_relaxed() {
 // that 384 threads get at launch (with fewer, ptxas serializes the wgmmas, warning C7512). A 288-thread block (one
 // producer warp) does not help: one sub-partition then holds three of its warps, so the cap is the same. So the
 // producer warpgroup hands registers over to the consumers (setmaxnreg).
-template <int BITS, typename T>
+template <int BITS, typename T, int TOK>
 __global__ void __launch_bounds__(kWideThreads, 1) gemm_wide_kernel(const __grid_constant__ WideParams p) {
-  using Sz = WideSizes<BITS>;
+  using Sz = WideSizes<BITS, TOK>;
   using Tr = ActTraits<T>;
-  constexpr int kS = Sz::kStages, kTT = kWideTokens / 8;
+  constexpr int kS = Sz::kStages, kTT = TOK / 8;
   extern __shared__ __align__(128) unsigned char smem_raw[];  // (as every kernel declares it; aligned below)
   unsigned char* smem = smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u);
   __shared__ __align__(8) uint64_t full_bar[kS], empty_bar[kS];
@@ -122,7 +126,7 @@ __global__ void __launch_bounds__(kWideThreads, 1) gemm_wide_kernel(const __grid
   // Multicast pairs (blocks 2j, 2j + 1: one cluster) take neighbouring column groups of the same token tile.
   const int mrank = p.mcast > 1 ? tile & 1 : 0;
   const int cg = p.mcast > 1 ? (tile / (2 * p.m_tiles)) * 2 + mrank : tile / p.m_tiles;
-  const int mt = p.mcast > 1 ? (tile >> 1) % p.m_tiles : tile % p.m_tiles, m0 = mt * kWideTokens;
+  const int mt = p.mcast > 1 ? (tile >> 1) % p.m_tiles : tile % p.m_tiles, m0 = mt * TOK;
   const int kb0 = rank * p.kbs / p.csplit, n_it = (rank + 1) * p.kbs / p.csplit - kb0;  // >= 1: csplit <= kbs
   const uint32_t ring = smem_u32(smem);
   auto full = [&](int s) { return smem_u32(&full_bar[s]); };
@@ -171,7 +175,7 @@ __global__ void __launch_bounds__(kWideThreads, 1) gemm_wide_kernel(const __grid
       auto issue_a = [&](int it) {
         const int s = it % kS;
         if (p.mcast > 1) {  // this block's half of the token rows, into both blocks
-          constexpr int kHalf = kWideTokens / 2;
+          constexpr int kHalf = TOK / 2;
           tma_load_2d_multicast(ring + s * Sz::kStageBytes + mrank * kHalf * kWideK * 2, &p.a_map, (kb0 + it) * kWideK,
                                 m0 + mrank * kHalf, full(s), 0x3);
         } else {
@@ -250,7 +254,7 @@ __global__ void __launch_bounds__(kWideThreads, 1) gemm_wide_kernel(const __grid
         }
         wgmma_fence();
 #pragma unroll
-        for (int q = 0; q < 2; ++q) Wgmma<T, kWideTokens>::run(acc[q], afb[u & 1][q], wgmma_desc_k128(a_s + 32 * u));
+        for (int q = 0; q < 2; ++q) Wgmma<T, TOK>::run(acc[q], afb[u & 1][q], wgmma_desc_k128(a_s + 32 * u));
         wgmma_commit();
         // (Here, not right after the wait: an arrival between a wait and the next wgmmas made ptxas serialize
         // every wgmma, warning C7513.)
@@ -292,7 +296,7 @@ __global__ void __launch_bounds__(kWideThreads, 1) gemm_wide_kernel(const __grid
     if (p.csplit > 1) cluster_barrier();
     else __syncthreads();
     const float* parked = red;
-    const int valid = min(kWideTokens, p.m - m0);
+    const int valid = min(TOK, p.m - m0);
     const int chunks = valid * (kWideCols / 4);
     const int lo = chunks * rank / p.csplit, hi = chunks * (rank + 1) / p.csplit;
     T* c_g = static_cast<T*>(p.c);
@@ -329,30 +333,31 @@ __global__ void __launch_bounds__(kWideThreads, 1) gemm_wide_kernel(const __grid
   }
 }
 
-template <int BITS, typename T>
+template <int BITS, typename T, int TOK>
 cudaError_t wide_smem_attr() {
-  static const cudaError_t e = cudaFuncSetAttribute(gemm_wide_kernel<BITS, T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                    WideSizes<BITS>::kSmemBytes);
+  static const cudaError_t e = cudaFuncSetAttribute(gemm_wide_kernel<BITS, T, TOK>,
+                                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                    WideSizes<BITS, TOK>::kSmemBytes);
   return e;
 }
 
-template <int BITS, typename T>
+template <int BITS, typename T, int TOK>
 cudaError_t launch_gemm_wide(const WideParams& p, int blocks, bool pdl, cudaStream_t stream) {
-  if (const cudaError_t e = wide_smem_attr<BITS, T>(); e != cudaSuccess) return e;
-  const LaunchConfig lc(blocks, kWideThreads, WideSizes<BITS>::kSmemBytes, stream, pdl, p.csplit * p.mcast);
-  return launch_with(gemm_wide_kernel<BITS, T>, lc, p);
+  if (const cudaError_t e = wide_smem_attr<BITS, T, TOK>(); e != cudaSuccess) return e;
+  const LaunchConfig lc(blocks, kWideThreads, WideSizes<BITS, TOK>::kSmemBytes, stream, pdl, p.csplit * p.mcast);
+  return launch_with(gemm_wide_kernel<BITS, T, TOK>, lc, p);
 }
 
 // How many clusters of `size` (2..kWideMaxCluster) blocks the card holds at once; 0 if none or the query fails.
 // (Single blocks: one per SM, see WideSizes.)
-template <int BITS, typename T>
+template <int BITS, typename T, int TOK>
 int gemm_wide_max_clusters(int size) {
   static std::atomic<int> cache[kWideMaxCluster + 1] = {};
   if (size < 2 || size > kWideMaxCluster) return 0;
   int n = cache[size].load(std::memory_order_relaxed);
   if (n == 0) {
-    if (wide_smem_attr<BITS, T>() == cudaSuccess)
-      n = max_active_clusters(gemm_wide_kernel<BITS, T>, size, kWideThreads, WideSizes<BITS>::kSmemBytes);
+    if (wide_smem_attr<BITS, T, TOK>() == cudaSuccess)
+      n = max_active_clusters(gemm_wide_kernel<BITS, T, TOK>, size, kWideThreads, WideSizes<BITS, TOK>::kSmemBytes);
     else
       (void)cudaGetLastError();
     n = n > 0 ? n : -1;  // -1: asked, none
@@ -361,19 +366,19 @@ int gemm_wide_max_clusters(int size) {
   return n > 0 ? n : 0;
 }
 
-// A tensor map of A [m][k] (FP16 or BF16, row stride k elements) in boxes of 64 k x 128 tokens with the 128-byte
+// A tensor map of A [m][k] (FP16 or BF16, row stride k elements) in boxes of 64 k x box_rows tokens with the 128-byte
 // swizzle, zeros outside A: what the producer's tile loads name (gemm-wide.cu).
 // The repacked words (strips of strip_bytes each) as [strips][strip_bytes / 2 KB][256 x 8 bytes], in boxes of
 // chunks x 4 strips: one stage of one column group.
 cudaError_t make_wide_weight_map(const void* w, int64_t strip_bytes, int64_t strips, int chunks, CUtensorMap* map);
-// box_rows: 128, or 64 where each block of a multicast pair loads half the tile.
+// box_rows: the token tile (128 or 64), or half of it where each block of a multicast pair loads half the tile.
 cudaError_t make_wide_act_map(const void* a, int64_t m, int64_t k, bool bf16, int box_rows, CUtensorMap* map);
 
-#define RTNQ_WIDE_INSTANCE(PREFIX, BITS, T)                                                                \
-  PREFIX template cudaError_t launch_gemm_wide<BITS, T>(const WideParams&, int, bool, cudaStream_t);      \
-  PREFIX template int gemm_wide_max_clusters<BITS, T>(int);
-#define RTNQ_WIDE_INSTANCES_FOR(PREFIX, T) \
-  RTNQ_WIDE_INSTANCE(PREFIX, 4, T)         \
-  RTNQ_WIDE_INSTANCE(PREFIX, 8, T)
+#define RTNQ_WIDE_INSTANCE(PREFIX, BITS, T, TOK)                                                              \
+  PREFIX template cudaError_t launch_gemm_wide<BITS, T, TOK>(const WideParams&, int, bool, cudaStream_t);      \
+  PREFIX template int gemm_wide_max_clusters<BITS, T, TOK>(int);
+#define RTNQ_WIDE_INSTANCES_FOR(PREFIX, T, TOK) \
+  RTNQ_WIDE_INSTANCE(PREFIX, 4, T, TOK)         \
+  RTNQ_WIDE_INSTANCE(PREFIX, 8, T, TOK)
 
 }  // namespace rtnq::cuda::detail

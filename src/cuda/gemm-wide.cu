@@ -1,4 +1,5 @@
-// Instances of the wide kernel (compute-bound m, warp-specialized), both dtypes, and its activation tensor map.
+// Instances of the wide kernel (compute-bound m, warp-specialized) with 128-token tiles, both dtypes, and its
+// tensor maps. (The 64-token tiles compile apart, in gemm-wide-small.cu, in parallel with these.)
 #include <cudaTypedefs.h>  // PFN_cuTensorMapEncodeTiled
 
 #include "cuda/gemm-wide-kernel.cuh"
@@ -49,7 +50,7 @@ cudaError_t make_wide_weight_map(const void* w, int64_t strip_bytes, int64_t str
   return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
 
-RTNQ_WIDE_INSTANCES_FOR(, half)
-RTNQ_WIDE_INSTANCES_FOR(, __nv_bfloat16)
+RTNQ_WIDE_INSTANCES_FOR(, half, kWideTokensBig)
+RTNQ_WIDE_INSTANCES_FOR(, __nv_bfloat16, kWideTokensBig)
 
 }  // namespace rtnq::cuda::detail

@@ -26,8 +26,10 @@ RTNQ_SWAP_INSTANCES_FOR(extern, half)
 RTNQ_SWAP_INSTANCES_FOR(extern, __nv_bfloat16)
 RTNQ_STRIP_INSTANCES_FOR(extern, half)
 RTNQ_STRIP_INSTANCES_FOR(extern, __nv_bfloat16)
-RTNQ_WIDE_INSTANCES_FOR(extern, half)
-RTNQ_WIDE_INSTANCES_FOR(extern, __nv_bfloat16)
+RTNQ_WIDE_INSTANCES_FOR(extern, half, kWideTokensBig)
+RTNQ_WIDE_INSTANCES_FOR(extern, __nv_bfloat16, kWideTokensBig)
+RTNQ_WIDE_INSTANCES_FOR(extern, half, kWideTokensSmall)
+RTNQ_WIDE_INSTANCES_FOR(extern, __nv_bfloat16, kWideTokensSmall)
 
 namespace {
 thread_local std::string t_error;
@@ -469,12 +471,12 @@ constexpr int64_t kWideSplitCostStages = 3;
 
 // Blocks per tile for the wide kernel: the split whose waves (one block per SM: ceil(tiles / clusters the card
 // holds at once)) times each block's stages, plus the hand-off, is least; ties keep the smaller split.
-template <int BITS, typename T>
+template <int BITS, typename T, int TOK>
 int auto_wide_split(int64_t tiles, int kbs) {
   int best = 1;
   int64_t best_cost = INT64_MAX;
   for (int s = 1; s <= std::min(kWideMaxCluster, kbs); ++s) {
-    const int64_t resident = s == 1 ? sm_count() : gemm_wide_max_clusters<BITS, T>(s);
+    const int64_t resident = s == 1 ? sm_count() : gemm_wide_max_clusters<BITS, T, TOK>(s);
     if (resident < 1) continue;
     const int64_t waves = (tiles + resident - 1) / resident;
     const int64_t cost = waves * ((kbs + s - 1) / s + (s > 1 ? kWideSplitCostStages : 0));
@@ -483,38 +485,47 @@ int auto_wide_split(int64_t tiles, int kbs) {
   return best;
 }
 
-template <int BITS, typename T>
-cudaError_t dispatch_wide(const GemmParams& base, int64_t m, const GemmOptions& opt, cudaStream_t stream) {
+template <int BITS, typename T, int TOK>
+cudaError_t dispatch_wide_as(const GemmParams& base, int64_t m, const GemmOptions& opt, cudaStream_t stream) {
   WideParams p{};
   set_call_fields(p, base, m);
   p.group = base.group;
   p.kbs = base.k_pad / kWideK;
   p.strips = base.n_pad / 64;
-  const int64_t m_tiles = (m + kWideTokens - 1) / kWideTokens;
+  const int64_t m_tiles = (m + TOK - 1) / TOK;
   const int64_t groups = (p.strips + kWideStrips - 1) / kWideStrips;  // of 256 columns
   const int64_t tiles = groups * m_tiles;
   p.m_tiles = int(m_tiles);
   set_stage_scale_rows(p, base.group);
   p.evict_first = m_tiles == 1 ? 1 : 0;
-  const int cs = opt.wide_split > 0 ? opt.wide_split : auto_wide_split<BITS, T>(tiles, p.kbs);
+  const int cs = opt.wide_split > 0 ? opt.wide_split : auto_wide_split<BITS, T, TOK>(tiles, p.kbs);
   if (cs > p.kbs)
     return fail(cudaErrorInvalidValue, "gemm_quant: wide_split " + std::to_string(cs) + " exceeds the " +
                                            std::to_string(p.kbs) + " k batches of this weight");
-  if (cs > 1 && gemm_wide_max_clusters<BITS, T>(cs) < 1)
+  if (cs > 1 && gemm_wide_max_clusters<BITS, T, TOK>(cs) < 1)
     return fail(cudaErrorNotSupported, "gemm_quant: this card cannot run the wide kernel in clusters of " +
                                            std::to_string(cs));
   if (tiles * cs > INT32_MAX) return fail(cudaErrorInvalidValue, "gemm_quant: m = " + std::to_string(m) + " is too large");
   p.csplit = cs;
   // Multicast pairs need an even number of column groups (each pair shares a token tile) and whole tiles per block.
-  p.mcast = opt.wide_multicast && cs == 1 && groups % 2 == 0 && gemm_wide_max_clusters<BITS, T>(2) > 0 ? 2 : 1;
+  p.mcast = opt.wide_multicast && cs == 1 && groups % 2 == 0 && gemm_wide_max_clusters<BITS, T, TOK>(2) > 0 ? 2 : 1;
   const int64_t strip_bytes = int64_t(p.ku) * 32 * BITS / 4 * 16;
-  if (make_wide_act_map(base.a, m, base.k, std::is_same_v<T, __nv_bfloat16>, kWideTokens / p.mcast, &p.a_map) !=
+  if (make_wide_act_map(base.a, m, base.k, std::is_same_v<T, __nv_bfloat16>, TOK / p.mcast, &p.a_map) !=
           cudaSuccess ||
-      make_wide_weight_map(base.w, strip_bytes, p.strips, WideSizes<BITS>::kChunks, &p.w_map) != cudaSuccess)
+      make_wide_weight_map(base.w, strip_bytes, p.strips, WideSizes<BITS, TOK>::kChunks, &p.w_map) != cudaSuccess)
     return fail(cudaErrorNotSupported, "gemm_quant: the wide kernel's tensor map could not be made (driver too old?)");
-  const cudaError_t e = launch_gemm_wide<BITS, T>(p, int(tiles * cs), opt.pdl, stream);
+  const cudaError_t e = launch_gemm_wide<BITS, T, TOK>(p, int(tiles * cs), opt.pdl, stream);
   if (e != cudaSuccess) return fail(e, std::string("gemm_quant: wide launch failed: ") + cudaGetErrorString(e));
   return cudaSuccess;
+}
+
+// The wide kernel with the token tile of opt.wide_tokens, or by default 64-token tiles up to 64 tokens (where a
+// 128-token tile would be half zeros) and 128-token tiles above.
+template <int BITS, typename T>
+cudaError_t dispatch_wide(const GemmParams& base, int64_t m, const GemmOptions& opt, cudaStream_t stream) {
+  const int tok = opt.wide_tokens != 0 ? opt.wide_tokens : m <= kWideTokensSmall ? kWideTokensSmall : kWideTokensBig;
+  return tok == kWideTokensSmall ? dispatch_wide_as<BITS, T, kWideTokensSmall>(base, m, opt, stream)
+                                 : dispatch_wide_as<BITS, T, kWideTokensBig>(base, m, opt, stream);
 }
 
 // f.template operator()<BITS, T>() for the weight's bits (4, 8) and activation type (half, __nv_bfloat16).
@@ -605,6 +616,8 @@ cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t 
     return fail(cudaErrorInvalidValue, "gemm_quant: strip_split must be 0 (auto), 1 or 2, strip_per_sm 0, 1 or 2");
   if (opt.wide_split < 0 || opt.wide_split > detail::kWideMaxCluster)
     return fail(cudaErrorInvalidValue, "gemm_quant: wide_split must be 0 (auto) or 1.." + std::to_string(detail::kWideMaxCluster));
+  if (opt.wide_tokens != 0 && opt.wide_tokens != detail::kWideTokensSmall && opt.wide_tokens != detail::kWideTokensBig)
+    return fail(cudaErrorInvalidValue, "gemm_quant: wide_tokens must be 0 (auto), 64 or 128");
   if (opt.kernel == GemmOptions::Kernel::kDecode && m > kDecodeMaxM)
     return fail(cudaErrorInvalidValue, "gemm_quant: the decode kernel takes m <= " + std::to_string(kDecodeMaxM) +
                                            ", got m = " + std::to_string(m));

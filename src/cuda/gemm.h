@@ -69,6 +69,8 @@ struct GemmOptions {
   Kernel kernel = Kernel::kAuto;
   // Wide kernel: blocks per tile (cluster split-k), 1..8; 0 chooses (gemm.cu, auto_wide_split).
   int wide_split = 0;
+  // Wide kernel: tokens per block tile, 64 or 128; 0 chooses (64 up to m = 64, else 128).
+  int wide_tokens = 0;
   // Wide kernel without split-k: pairs of blocks on neighbouring column groups load each activation tile once for
   // both (TMA multicast in clusters of two). Off by default: slower on every linear timed (H100, 8B gate_up at
   // m = 256: 183.5 vs 165.4 us; docs/perf-notes.md, fifteenth session).

@@ -219,7 +219,7 @@ inline CheckResult check_repack(Context& ctx, int64_t n, int64_t k, int bits, in
 enum class Path {
   kQuant, kQuantNoSplit, kQuantTile16, kQuantTile64, kQuantTiled, kDecode, kDecodeLong, kSwap8, kSwap16, kSwap32,
   kSwap64, kSwap128, kSwapMma, kSwapStreamK, kSwapCluster2, kSwapCluster5, kSwapCluster8, kSwapCluster16,
-  kSwap16Cluster4, kSwap8Scaled, kSwapPacked, kStrip, kStripOne, kStripPacked, kWide, kWideOne, kWideSplit3, kWideMcast, kDense,
+  kSwap16Cluster4, kSwap8Scaled, kSwapPacked, kStrip, kStripOne, kStripPacked, kWide, kWideOne, kWideSplit3, kWideMcast, kWide64, kWide128, kDense,
   kDequant, kAutoCached
 };
 inline const char* path_label(Path p) {
@@ -252,6 +252,8 @@ inline const char* path_label(Path p) {
     case Path::kWideOne: return "wide-one";
     case Path::kWideSplit3: return "wide-split3";
     case Path::kWideMcast: return "wide-mcast";
+    case Path::kWide64: return "wide64";
+    case Path::kWide128: return "wide128";
     case Path::kDense: return "dense";
     case Path::kDequant: return "dequant";
     case Path::kAutoCached: return "auto-cached";
@@ -404,15 +406,19 @@ inline CheckResult check_gemm(Context& ctx, const GemmCase& g, double* err_out =
       case Path::kWide:
       case Path::kWideOne:
       case Path::kWideSplit3:
-      case Path::kWideMcast: {
+      case Path::kWideMcast:
+      case Path::kWide64:
+      case Path::kWide128: {
         // The wide kernel forced: its own split, one block a tile, clusters of 3 (k ranges of unequal length), or
         // one block a tile with multicast pairs where the column groups pair up (each block loads half of every
-        // activation tile into both).
+        // activation tile into both); its own token tile (64 up to m = 64), or 64 or 128 forced.
         GemmOptions o;
         o.kernel = GemmOptions::Kernel::kWide;
         if (g.path == Path::kWideOne || g.path == Path::kWideMcast) o.wide_split = 1;
         if (g.path == Path::kWideSplit3) o.wide_split = 3;
         if (g.path == Path::kWideMcast) o.wide_multicast = true;
+        if (g.path == Path::kWide64) o.wide_tokens = 64;
+        if (g.path == Path::kWide128) o.wide_tokens = 128;
         RTNQ_CHECK_CUDA_OR_FAIL(gemm_quant(d_a.ptr, w, d_c.ptr, g.m, ctx.ws, ctx.stream, o), label);
         break;
       }
@@ -580,6 +586,20 @@ inline std::vector<GemmCase> gemm_cases() {
       cases.push_back({250, 4096, 4096, bits, 128, act, Path::kWideOne});
       for (int64_t m : {5, 256}) cases.push_back({m, 1000, 1536, bits, 32, act, Path::kWideSplit3});
       cases.push_back({140, 4096, 4096, bits, 256, act, Path::kWideSplit3});
+      // 64-token tiles (the wide kernel's own choice up to m = 64, forced above): part-filled and several token
+      // tiles, whole tiles of a 6144-wide weight, small groups, per-channel, long k (clusters of up to 8), multicast
+      // pairs; and 128-token tiles forced at m <= 64.
+      for (int64_t m : {33, 64}) cases.push_back({m, 4096, 4096, bits, 128, act, Path::kWide});
+      for (int64_t m : {1, 17, 64, 65, 130}) cases.push_back({m, 4096, 4096, bits, 128, act, Path::kWide64});
+      cases.push_back({64, 6144, 4096, bits, 128, act, Path::kWide64});
+      cases.push_back({48, 4096, 14336, bits, 128, act, Path::kWide64});
+      cases.push_back({200, 1000, 1536, bits, 32, act, Path::kWide64});
+      cases.push_back({40, 301, 256, bits, 16, act, Path::kWide64});
+      cases.push_back({100, 333, 200, bits, -1, act, Path::kWide64});
+      cases.push_back({40, 4096, 14336, bits, 128, act, Path::kWideMcast});  // 16 column groups: pairs
+      cases.push_back({64, 1000, 1536, bits, 32, act, Path::kWideMcast});     // 4
+      cases.push_back({50, 576, 576, bits, 64, act, Path::kWideSplit3});
+      for (int64_t m : {5, 64}) cases.push_back({m, 4096, 4096, bits, 128, act, Path::kWide128});
       cases.push_back({300, 1536, 576, bits, 128, act, Path::kDense});
       cases.push_back({1025, 576, 1536, bits, 64, act, Path::kDense});
       cases.push_back({0, 576, 1536, bits, 64, act, Path::kDequant});
@@ -656,6 +676,9 @@ inline CheckResult check_rejections(Context& ctx) {
   expect_error(gemm_quant(a.ptr, w, c.ptr, 4, ctx.ws, ctx.stream, bad_wide), "wide_split 9");
   bad_wide.wide_split = 5;  // the 256-deep weight has 4 k batches
   expect_error(gemm_quant(a.ptr, w, c.ptr, 4, ctx.ws, ctx.stream, bad_wide), "wide_split 5 > 4 k batches");
+  bad_wide.wide_split = 0;
+  bad_wide.wide_tokens = 96;
+  expect_error(gemm_quant(a.ptr, w, c.ptr, 4, ctx.ws, ctx.stream, bad_wide), "wide_tokens 96");
   GemmOptions bad_strip = strip;
   bad_strip.strip_split = 3;
   expect_error(gemm_quant(a.ptr, w, c.ptr, 4, ctx.ws, ctx.stream, bad_strip), "strip_split 3");

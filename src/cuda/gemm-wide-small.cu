@@ -1,0 +1,8 @@
+// Instances of the wide kernel with 64-token tiles (gemm_quant's auto choice at 33-64 tokens), both dtypes; apart
+// from the 128-token ones (gemm-wide.cu) so the two compile in parallel.
+#include "cuda/gemm-wide-kernel.cuh"
+
+namespace rtnq::cuda::detail {
+RTNQ_WIDE_INSTANCES_FOR(, half, kWideTokensSmall)
+RTNQ_WIDE_INSTANCES_FOR(, __nv_bfloat16, kWideTokensSmall)
+}  // namespace rtnq::cuda::detail
