@@ -49,6 +49,13 @@ inline constexpr int kWideThreads = kWideConsumers + 128;   // + the producer wa
 inline constexpr int kWideConsumerRegs = 232;
 inline constexpr int kWideProducerRegs = 40;
 inline constexpr int kWideMaxCluster = 8;                   // portable cluster sizes only
+// A-fragment buffers per consumer warp: kWideFragBufs - 1 groups of wgmmas stay in flight while the next unit is
+// dequantized (2 or 4: the buffer of unit u is u % kWideFragBufs, fixed within a 4-unit stage).
+#ifndef RTNQ_WIDE_FRAG_BUFS
+#define RTNQ_WIDE_FRAG_BUFS 4
+#endif
+inline constexpr int kWideFragBufs = RTNQ_WIDE_FRAG_BUFS;
+static_assert(kWideFragBufs == 2 || kWideFragBufs == 4, "a whole number of buffer rounds per stage");
 // The parked fp32 tile: [token][column] rows of 256 + 4 floats, so lane (g, t)'s writes (column g, token 2t) fall in
 // 32 different banks; rows stay 16-byte aligned for the float4 reads of the reduction.
 inline constexpr int kWideRedStride = kWideCols + 4;
@@ -231,36 +238,39 @@ __global__ void __launch_bounds__(kWideThreads, 1) gemm_wide_kernel(const __grid
       r.s[0] = s.x, r.s[1] = s.y;
     };
     Raw raw[2];
-    uint32_t afb[2][2][4];
+    constexpr int kB = kWideFragBufs;
+    uint32_t afb[kB][2][4];
     mbar_wait(full(0), 0);
     load_raw(0, 0, raw[0]);
     for (int it = 0; it < n_it; ++it) {
       const uint32_t a_s = ring + (it % kS) * Sz::kStageBytes;
 #pragma unroll
       for (int u = 0; u < kWideK / 16; ++u) {
-        // Fragments are double-buffered: unit u writes buffer u & 1 once the group of the unit two back has
-        // completed. At unit 1 that is the previous stage's last group: its stage goes back to the producer. (The
-        // wait is unconditional, also before the first group, where it returns at once: on a path where a wgmma's
-        // A registers are written without one, ptxas serializes every wgmma of the kernel, warning C7513.)
-        wgmma_wait<1>();
+        // Fragments have kB buffers: unit u writes buffer u % kB once the group of the unit kB back has completed,
+        // so kB - 1 groups stay queued on the tensor cores while the next unit's weights are dequantized. At unit
+        // kB - 1 the group completed is the previous stage's last: its stage goes back to the producer. (The wait
+        // is unconditional, also before the first groups, where it returns at once: on a path where a wgmma's A
+        // registers are written without one, ptxas serializes every wgmma of the kernel, warning C7513.)
+        wgmma_wait<kB - 1>();
 #pragma unroll
         for (int q = 0; q < 2; ++q) {
           uint32_t b[4];
           dequant_slice_scaled<BITS, T>(raw[u & 1].w, q, raw[u & 1].s[q], b);
-          afb[u & 1][q][0] = b[0];
-          afb[u & 1][q][1] = b[2];
-          afb[u & 1][q][2] = b[1];
-          afb[u & 1][q][3] = b[3];
+          afb[u % kB][q][0] = b[0];
+          afb[u % kB][q][1] = b[2];
+          afb[u % kB][q][2] = b[1];
+          afb[u % kB][q][3] = b[3];
         }
         wgmma_fence();
 #pragma unroll
-        for (int q = 0; q < 2; ++q) Wgmma<T, TOK>::run(acc[q], afb[u & 1][q], wgmma_desc_k128(a_s + 32 * u));
+        for (int q = 0; q < 2; ++q) Wgmma<T, TOK>::run(acc[q], afb[u % kB][q], wgmma_desc_k128(a_s + 32 * u));
         wgmma_commit();
         // (Here, not right after the wait: an arrival between a wait and the next wgmmas made ptxas serialize
         // every wgmma, warning C7513.)
         // Lane r arrives on the barrier of multicast partner r (both partners' copies fill this stage), or lane 0
         // on this block's own (rank `rank` of a split-k cluster).
-        if (u == 1 && it > 0 && lane < p.mcast) mbar_arrive_cluster(empty((it - 1) % kS), p.mcast > 1 ? lane : rank);
+        if (u == kB - 1 && it > 0 && lane < p.mcast)
+          mbar_arrive_cluster(empty((it - 1) % kS), p.mcast > 1 ? lane : rank);
         if (u + 1 < kWideK / 16) {
           load_raw(it, u + 1, raw[(u + 1) & 1]);
         } else if (it + 1 < n_it) {
