@@ -69,15 +69,23 @@ __device__ __forceinline__ void tma_load_2d_multicast(uint32_t dst, const CUtens
       "l"(reinterpret_cast<uint64_t>(map)), "r"(x), "r"(y), "r"(bar), "h"(mask)
       : "memory");
 }
-// One arrival on the barrier at this block's offset `bar` in the shared memory of cluster rank `cta`. Release at CTA
-// scope (the default): the caller's reads of the stage have all returned - its shared-memory loads are in registers
-// and the wgmmas that read the stage were waited for - before another block's copies may overwrite it. A release at
-// cluster scope compiled to a MEMBAR that also waited for the wgmmas still in flight (ncu, wide kernel on 8B gate_up
-// at m = 256: memory-barrier stalls 27% of the consumers' cycles; docs/perf-notes.md).
-__device__ __forceinline__ void mbar_arrive_cluster(uint32_t bar, uint32_t cta) {
+// The shared::cluster address of this block's shared-memory offset `addr` in cluster rank `cta`'s shared memory.
+__device__ __forceinline__ uint32_t mapa_shared(uint32_t addr, uint32_t cta) {
   uint32_t remote;
-  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(bar), "r"(cta));
-  asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];" ::"r"(remote) : "memory");
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(addr), "r"(cta));
+  return remote;
+}
+// If `arrive`, one arrival on the barrier at `remote_bar` (a shared::cluster address: mapa_shared); a predicated
+// instruction, not a branch. Release at CTA scope (the default): the caller's reads of the stage have all returned -
+// its shared-memory loads are in registers and the wgmmas that read the stage were waited for - before another
+// block's copies may overwrite it. A release at cluster scope compiled to a MEMBAR that also waited for the wgmmas
+// still in flight (ncu, wide kernel on 8B gate_up at m = 256: memory-barrier stalls 27% of the consumers' cycles;
+// docs/perf-notes.md).
+__device__ __forceinline__ void mbar_arrive_remote_if(uint32_t remote_bar, bool arrive) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.u32 p, %1, 0;\n@p mbarrier.arrive.shared::cluster.b64 _, [%0];\n}\n" ::"r"(remote_bar),
+      "r"(uint32_t(arrive))
+      : "memory");
 }
 __device__ __forceinline__ void tma_prefetch_map(const CUtensorMap* map) {
   asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");

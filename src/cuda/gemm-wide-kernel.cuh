@@ -49,13 +49,6 @@ inline constexpr int kWideThreads = kWideConsumers + 128;   // + the producer wa
 inline constexpr int kWideConsumerRegs = 232;
 inline constexpr int kWideProducerRegs = 40;
 inline constexpr int kWideMaxCluster = 8;                   // portable cluster sizes only
-// A-fragment buffers per consumer warp: kWideFragBufs - 1 groups of wgmmas stay in flight while the next unit is
-// dequantized (2 or 4: the buffer of unit u is u % kWideFragBufs, fixed within a 4-unit stage).
-#ifndef RTNQ_WIDE_FRAG_BUFS
-#define RTNQ_WIDE_FRAG_BUFS 4
-#endif
-inline constexpr int kWideFragBufs = RTNQ_WIDE_FRAG_BUFS;
-static_assert(kWideFragBufs == 2 || kWideFragBufs == 4, "a whole number of buffer rounds per stage");
 // The parked fp32 tile: [token][column] rows of 256 + 4 floats, so lane (g, t)'s writes (column g, token 2t) fall in
 // 32 different banks; rows stay 16-byte aligned for the float4 reads of the reduction.
 inline constexpr int kWideRedStride = kWideCols + 4;
@@ -166,37 +159,47 @@ __global__ void __launch_bounds__(kWideThreads, 1) gemm_wide_kernel(const __grid
       // (The weight box always counts 4 strips: rows past the last strip arrive as zeros.)
       const uint32_t stage_bytes = Sz::kABytes + Sz::kWBytes + strips * p.scale_rows * 64 * 2;
       const unsigned char* s_g = static_cast<const unsigned char*>(p.scales) + int64_t(cg) * kWideCols * 2;
-      const int group_len = p.group >= kWideK ? p.group / kWideK : 1;  // stages per scale row step
-      auto issue_ws = [&](int it) {  // arrival, weights and scales of stage it
-        const int s = it % kS, kb = kb0 + it;
-        const uint32_t base = ring + s * Sz::kStageBytes;
-        mbar_arrive_expect_tx(full(s), stage_bytes);
-        tma_load_3d_hint(base + Sz::kABytes, &p.w_map, 0, kb * Sz::kChunks, cg * kWideStrips, full(s), policy);
-        const int sg = p.group >= kWideK ? kb / group_len : kb * p.scale_rows;
-        for (int r = 0; r < p.scale_rows; ++r) {
-          const int grp = min(sg + r, p.num_groups - 1);
-          bulk_copy_g2s(base + Sz::kABytes + Sz::kWBytes + r * kWideCols * 2, s_g + int64_t(grp) * p.n_pad * 2,
-                        strips * 64 * 2, full(s), keep);
-        }
+      // The producer thread's time per stage is the copy issue rate of its block. ncu's per-instruction samples had
+      // it issuing ~135 instructions a stage (integer divisions for the scale row and the ring slot, barrier
+      // addresses re-read from special registers) at ~0.57 us a stage on 8B gate_up at m = 64: no faster than the
+      // consumers, which then waited on full barriers. So every per-stage quantity is a running count here.
+      const uint32_t full0 = full(0), empty0 = empty(0);
+      const int64_t s_row_bytes = int64_t(p.n_pad) * 2;
+      const uint32_t s_bytes = strips * 64 * 2;
+      // Scale rows: groups of 64 and up step one row every spg stages (sg_left to go), smaller groups scale_rows
+      // rows every stage; only here, once, a division.
+      const int spg = p.group >= kWideK ? p.group / kWideK : 0;
+      int sg = spg > 0 ? kb0 / spg : kb0 * p.scale_rows;
+      int sg_left = spg > 0 ? spg - kb0 % spg : 0;
+      // The activation half this block loads in a multicast pair (into both blocks), or the whole tile.
+      constexpr int kHalf = TOK / 2;
+      const uint32_t a_off = p.mcast > 1 ? mrank * kHalf * kWideK * 2 : 0;
+      const int a_row = p.mcast > 1 ? m0 + mrank * kHalf : m0;
+      auto issue_ws = [&](uint32_t base, uint32_t bar, int kb) {  // arrival, weights and scales of a stage, in order
+        mbar_arrive_expect_tx(bar, stage_bytes);
+        tma_load_3d_hint(base + Sz::kABytes, &p.w_map, 0, kb * Sz::kChunks, cg * kWideStrips, bar, policy);
+        for (int r = 0; r < p.scale_rows; ++r)
+          bulk_copy_g2s(base + Sz::kABytes + Sz::kWBytes + r * kWideCols * 2,
+                        s_g + min(sg + r, p.num_groups - 1) * s_row_bytes, s_bytes, bar, keep);
+        if (spg == 0) sg += p.scale_rows;
+        else if (--sg_left == 0) ++sg, sg_left = spg;
       };
-      auto issue_a = [&](int it) {
-        const int s = it % kS;
-        if (p.mcast > 1) {  // this block's half of the token rows, into both blocks
-          constexpr int kHalf = TOK / 2;
-          tma_load_2d_multicast(ring + s * Sz::kStageBytes + mrank * kHalf * kWideK * 2, &p.a_map, (kb0 + it) * kWideK,
-                                m0 + mrank * kHalf, full(s), 0x3);
-        } else {
-          tma_load_2d(ring + s * Sz::kStageBytes, &p.a_map, (kb0 + it) * kWideK, m0, full(s));
-        }
+      auto issue_a = [&](uint32_t base, uint32_t bar, int kb) {
+        if (p.mcast > 1) tma_load_2d_multicast(base + a_off, &p.a_map, kb * kWideK, a_row, bar, 0x3);
+        else tma_load_2d(base, &p.a_map, kb * kWideK, a_row, bar);
       };
       const int pro = min(kS, n_it);
-      for (int it = 0; it < pro; ++it) issue_ws(it);
+      for (int it = 0; it < pro; ++it) issue_ws(ring + it * Sz::kStageBytes, full0 + 8 * it, kb0 + it);
       asm volatile("griddepcontrol.wait;" ::: "memory");
-      for (int it = 0; it < pro; ++it) issue_a(it);
+      for (int it = 0; it < pro; ++it) issue_a(ring + it * Sz::kStageBytes, full0 + 8 * it, kb0 + it);
+      int slot = 0;             // ring slot of stage it (pro = kS whenever this loop runs)
+      uint32_t empty_par = 0;   // parity of its empty barrier's phase to wait for: the consumers are done with it - kS
       for (int it = pro; it < n_it; ++it) {
-        mbar_wait(empty(it % kS), ((it / kS) - 1) & 1);  // the consumers are done with stage it - kS
-        issue_ws(it);
-        issue_a(it);
+        mbar_wait(empty0 + 8 * slot, empty_par);
+        const uint32_t base = ring + slot * Sz::kStageBytes, bar = full0 + 8 * slot;
+        issue_ws(base, bar, kb0 + it);
+        issue_a(base, bar, kb0 + it);
+        if (++slot == kS) slot = 0, empty_par ^= 1;
       }
     }
     __syncwarp();
@@ -222,60 +225,73 @@ __global__ void __launch_bounds__(kWideThreads, 1) gemm_wide_kernel(const __grid
       uint32_t w[BITS / 2];
       uint32_t s[2];
     };
-    auto load_raw = [&](int it, int u, Raw& r) {
-      const unsigned char* base = smem + (it % kS) * Sz::kStageBytes;
-      const unsigned char* wl = base + Sz::kABytes + wstrip * Sz::kStripBytes + (u * 32 + lane) * Sz::kLaneU4 * 16;
+    // Everything that does not change from stage to stage is worked out once, here: ncu's per-instruction samples
+    // had ~30% of the main loop's time in the stage-end code when the barrier addresses (each a special-register
+    // read), the scale rows (a shift by a runtime amount) and the wgmma descriptors were recomputed per stage or unit.
+    // Byte offsets within a stage: this lane's weight words of unit 0, and its scale words of every unit.
+    const uint32_t w_off = Sz::kABytes + wstrip * Sz::kStripBytes + lane * Sz::kLaneU4 * 16 + wg * (BITS == 4 ? 8 : 16);
+    uint32_t s_off[kWideK / 16];
+#pragma unroll
+    for (int u = 0; u < kWideK / 16; ++u)
+      s_off[u] = Sz::kABytes + Sz::kWBytes + ((u >> p.unit_shift) * kWideCols + wstrip * 64 + g * 8) * 2 + wg * 8;
+    auto load_raw = [&](const unsigned char* stage, int u, Raw& r) {
+      const unsigned char* wl = stage + w_off + u * 32 * Sz::kLaneU4 * 16;
       if constexpr (BITS == 4) {
-        const uint2 v = *reinterpret_cast<const uint2*>(wl + wg * 8);
+        const uint2 v = *reinterpret_cast<const uint2*>(wl);
         r.w[0] = v.x, r.w[1] = v.y;
       } else {
-        const uint4 v = *reinterpret_cast<const uint4*>(wl + wg * 16);
+        const uint4 v = *reinterpret_cast<const uint4*>(wl);
         r.w[0] = v.x, r.w[1] = v.y, r.w[2] = v.z, r.w[3] = v.w;
       }
-      const unsigned char* sl =
-          base + Sz::kABytes + Sz::kWBytes + ((u >> p.unit_shift) * kWideCols + wstrip * 64 + g * 8) * 2 + wg * 8;
-      const uint2 s = *reinterpret_cast<const uint2*>(sl);
-      r.s[0] = s.x, r.s[1] = s.y;
+      const uint2 sw = *reinterpret_cast<const uint2*>(stage + s_off[u]);
+      r.s[0] = sw.x, r.s[1] = sw.y;
     };
+    // The stage hand-back: lane r of every warp arrives on the empty barrier of multicast partner r (both partners'
+    // copies fill a stage), or lane 0 on its own block's (rank `rank` of a split-k cluster); other lanes do not.
+    const uint32_t full0 = full(0);
+    const uint32_t empty0_at = mapa_shared(empty(0), p.mcast > 1 ? lane : rank);
+    const bool hands_back = lane < p.mcast;
     Raw raw[2];
-    constexpr int kB = kWideFragBufs;
-    uint32_t afb[kB][2][4];
-    mbar_wait(full(0), 0);
-    load_raw(0, 0, raw[0]);
+    uint32_t afb[2][2][4];
+    int st = 0;          // ring slot of stage it
+    uint32_t phase = 0;  // parity of that slot's full barrier
+    mbar_wait(full0, 0);
+    load_raw(smem, 0, raw[0]);
     for (int it = 0; it < n_it; ++it) {
-      const uint32_t a_s = ring + (it % kS) * Sz::kStageBytes;
+      const unsigned char* stage = smem + st * Sz::kStageBytes;
+      const uint64_t desc0 = wgmma_desc_k128(ring + st * Sz::kStageBytes);
+      const int prev = st == 0 ? kS - 1 : st - 1;
 #pragma unroll
       for (int u = 0; u < kWideK / 16; ++u) {
-        // Fragments have kB buffers: unit u writes buffer u % kB once the group of the unit kB back has completed,
-        // so kB - 1 groups stay queued on the tensor cores while the next unit's weights are dequantized. At unit
-        // kB - 1 the group completed is the previous stage's last: its stage goes back to the producer. (The wait
-        // is unconditional, also before the first groups, where it returns at once: on a path where a wgmma's A
-        // registers are written without one, ptxas serializes every wgmma of the kernel, warning C7513.)
-        wgmma_wait<kB - 1>();
+        // Fragments are double-buffered: unit u writes buffer u & 1 once the group of the unit two back has
+        // completed. At unit 1 that is the previous stage's last group: its stage goes back to the producer. (The
+        // wait is unconditional, also before the first group, where it returns at once: on a path where a wgmma's
+        // A registers are written without one, ptxas serializes every wgmma of the kernel, warning C7513. Four
+        // buffers, three groups in flight, measured no faster: docs/perf-notes.md, seventeenth session.)
+        wgmma_wait<1>();
 #pragma unroll
         for (int q = 0; q < 2; ++q) {
           uint32_t b[4];
           dequant_slice_scaled<BITS, T>(raw[u & 1].w, q, raw[u & 1].s[q], b);
-          afb[u % kB][q][0] = b[0];
-          afb[u % kB][q][1] = b[2];
-          afb[u % kB][q][2] = b[1];
-          afb[u % kB][q][3] = b[3];
+          afb[u & 1][q][0] = b[0];
+          afb[u & 1][q][1] = b[2];
+          afb[u & 1][q][2] = b[1];
+          afb[u & 1][q][3] = b[3];
         }
         wgmma_fence();
+        // (desc0 + 2 u: the descriptor of the unit's 16 k, 32 bytes on; see wgmma_desc_k128)
 #pragma unroll
-        for (int q = 0; q < 2; ++q) Wgmma<T, TOK>::run(acc[q], afb[u % kB][q], wgmma_desc_k128(a_s + 32 * u));
+        for (int q = 0; q < 2; ++q) Wgmma<T, TOK>::run(acc[q], afb[u & 1][q], desc0 + 2 * u);
         wgmma_commit();
         // (Here, not right after the wait: an arrival between a wait and the next wgmmas made ptxas serialize
         // every wgmma, warning C7513.)
-        // Lane r arrives on the barrier of multicast partner r (both partners' copies fill this stage), or lane 0
-        // on this block's own (rank `rank` of a split-k cluster).
-        if (u == kB - 1 && it > 0 && lane < p.mcast)
-          mbar_arrive_cluster(empty((it - 1) % kS), p.mcast > 1 ? lane : rank);
+        if (u == 1 && it > 0) mbar_arrive_remote_if(empty0_at + 8 * prev, hands_back);
         if (u + 1 < kWideK / 16) {
-          load_raw(it, u + 1, raw[(u + 1) & 1]);
+          load_raw(stage, u + 1, raw[(u + 1) & 1]);
         } else if (it + 1 < n_it) {
-          mbar_wait(full((it + 1) % kS), ((it + 1) / kS) & 1);
-          load_raw(it + 1, 0, raw[0]);
+          if (++st == kS) st = 0, phase ^= 1;
+          mbar_wait(full0 + 8 * st, phase);
+          load_raw(smem + st * Sz::kStageBytes, 0, raw[0]);
         }
       }
     }
