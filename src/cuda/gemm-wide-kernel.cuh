@@ -1,7 +1,6 @@
 // The wide kernel: the fused dequantize-and-multiply for compute-bound m (prompts), warp-specialized. gemm_quant's
-// auto choice above kWideAutoMinM (64) tokens. On an H100, 8B layer at m = 128: 125.6 us against 160.4 for the
-// swapped-operand kernel and 176.4 for cuBLAS BF16; at m = 256 246.5 against 298 and 206 (docs/perf-notes.md,
-// sixteenth session). Its main loop still runs at ~60% of the tensor cores' rate (ncu, 8B gate_up at m = 256).
+// auto choice above kWideAutoMinM (40) tokens: 64-token tiles up to 64 tokens, 128-token tiles above. H100 timings
+// against the swapped-operand kernel and cuBLAS are in docs/perf-notes.md (sixteenth and seventeenth sessions).
 //
 // Why another kernel. Above ~128 tokens the product, not the weight stream, sets the time: at m = 256 one Llama-3
 // 8B layer is 112 GFLOP against 109 MB of INT4 weights. The swapped-operand kernel (gemm-swap-kernel.cuh) runs its
@@ -12,9 +11,9 @@
 // the two consumer warpgroups only wait for full stages, dequantize and issue wgmmas, and hand each stage back on a
 // second barrier once their wgmmas have read it. No block-wide barrier runs inside the main loop.
 //
-// Tile and fragments: as the swapped-operand kernel's 128-token tiles. A block covers 4 strips (256 output
-// columns) x 128 tokens; warp w of each consumer warpgroup takes strip w, warpgroup wg takes slices 2 wg, 2 wg + 1
-// of every strip (m64n128k16 per slice and 16-deep unit, A = the dequantized and scaled weights from registers, B =
+// Tile and fragments: as the swapped-operand kernel's 64- and 128-token tiles. A block covers 4 strips (256 output
+// columns) x TOK tokens; warp w of each consumer warpgroup takes strip w, warpgroup wg takes slices 2 wg, 2 wg + 1
+// of every strip (m64nTOKk16 per slice and 16-deep unit, A = the dequantized and scaled weights from registers, B =
 // the activation tile through a 128-byte-swizzle descriptor); see gemm-swap-kernel.cuh for the A-fragment identity.
 //
 // Work split: one tile per block, or cluster split-k (csplit blocks per tile, block r the r-th of csplit k ranges,
@@ -36,7 +35,7 @@
 namespace rtnq::cuda::detail {
 
 // Token tiles: 128 above 64 tokens; 64 up to 64 tokens, where a 128-token tile would multiply half zeros (the
-// dequantization per stage is the same, the MMAs half).
+// dequantization per stage is the same, the MMAs half). The 64-token form uses the same ring, split and hand-off.
 inline constexpr int kWideTokensBig = 128;
 inline constexpr int kWideTokensSmall = 64;
 inline constexpr int kWideStrips = 4;                       // 64-column strips per block
@@ -189,9 +188,21 @@ __global__ void __launch_bounds__(kWideThreads, 1) gemm_wide_kernel(const __grid
         else tma_load_2d(base, &p.a_map, kb * kWideK, a_row, bar);
       };
       const int pro = min(kS, n_it);
-      for (int it = 0; it < pro; ++it) issue_ws(ring + it * Sz::kStageBytes, full0 + 8 * it, kb0 + it);
+      // The first two stages go out in a short burst, the rest of the ring once the first has landed. Asking for the
+      // whole ring at once, every block's first stage arrived only with the tail of that burst, as all blocks ask at
+      // the same moment (ncu: 13% of the consumers' time waiting for it, 8B gate_up at m = 64). H100, us, whole ring
+      // vs two first: 8B layer at m = 64 88.1 vs 84.7; gate_up at m = 256 107.7 vs 100.2 (docs/perf-notes.md,
+      // seventeenth session).
+      constexpr int kFirst = 2;
+      const int first = min(kFirst, pro);
+      for (int it = 0; it < first; ++it) issue_ws(ring + it * Sz::kStageBytes, full0 + 8 * it, kb0 + it);
       asm volatile("griddepcontrol.wait;" ::: "memory");
-      for (int it = 0; it < pro; ++it) issue_a(ring + it * Sz::kStageBytes, full0 + 8 * it, kb0 + it);
+      for (int it = 0; it < first; ++it) issue_a(ring + it * Sz::kStageBytes, full0 + 8 * it, kb0 + it);
+      mbar_wait(full0, 0);
+      for (int it = first; it < pro; ++it) {
+        issue_ws(ring + it * Sz::kStageBytes, full0 + 8 * it, kb0 + it);
+        issue_a(ring + it * Sz::kStageBytes, full0 + 8 * it, kb0 + it);
+      }
       int slot = 0;             // ring slot of stage it (pro = kS whenever this loop runs)
       uint32_t empty_par = 0;   // parity of its empty barrier's phase to wait for: the consumers are done with it - kS
       for (int it = pro; it < n_it; ++it) {

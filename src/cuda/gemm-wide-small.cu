@@ -1,4 +1,4 @@
-// Instances of the wide kernel with 64-token tiles (gemm_quant's auto choice at 33-64 tokens), both dtypes; apart
+// Instances of the wide kernel with 64-token tiles (gemm_quant's auto choice at 41-64 tokens), both dtypes; apart
 // from the 128-token ones (gemm-wide.cu) so the two compile in parallel.
 #include "cuda/gemm-wide-kernel.cuh"
 

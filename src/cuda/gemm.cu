@@ -639,7 +639,8 @@ cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t 
   // Auto: the strip kernel where it fills the SMs at m <= 16, the wide kernel above kWideAutoMinM tokens, else the
   // swapped-operand kernel. With cluster split-k the latter also beats the decode kernel on the small linears at
   // m = 1, where the decode kernel used to win (8B qkv 8.2 vs 9.9 us, o 7.9 vs 8.5). The wide kernel took over
-  // above 64 tokens once its stage hand-back stopped waiting on a cluster-scope fence (H100, m = 128, us, wide vs
+  // above 64 tokens once its stage hand-back stopped waiting on a cluster-scope fence, and above 40 with 64-token
+  // tiles once its producer issued a stage in fewer instructions (gemm.h, kWideAutoMinM). (H100, m = 128, us, wide vs
   // swapped-operand: 8B gate_up 51.8 vs 81.5, down 37.6 vs 40.3, qkv 20.7 vs 21.6, 70B o 40.9 vs 55.3, gate_up
   // 205.1 vs 224.5; it loses on 8B o 17.7 vs 17.1, 70B qkv 66.5 vs 59.6 and down 128.7 vs 117.4, where the dual
   // path takes cuBLAS or the loss is smaller than the others' gains). Measurements: docs/perf-notes.md.

@@ -60,7 +60,7 @@ struct GemmOptions {
   int m_tile_rows = 0;
   // Which fused kernel: kAuto takes the strip kernel (gemm-strip-kernel.cuh) at m <= 16 where a linear's
   // 64-column strips fill the SMs at one or two blocks a strip (auto_strip_split in gemm.cu), the wide kernel
-  // (gemm-wide-kernel.cuh: warp-specialized, 128-token tiles) above kWideAutoMinM tokens, else the swapped-operand
+  // (gemm-wide-kernel.cuh: warp-specialized, 64- or 128-token tiles) above kWideAutoMinM tokens, else the swapped-operand
   // kernel (gemm-swap-kernel.cuh); the others force one: the strip kernel (m <= 16, groups of 64 and up or
   // per-channel), the swapped-operand kernel, the wide kernel (any m), the decode kernel (per-warp weight streams,
   // gemm-decode-kernel.cuh; m <= 16 only) or the tiled kernel (gemm-kernel.cuh; also m_tile_rows != 0). Auto never
@@ -134,8 +134,11 @@ cudaError_t cublas_gemm_nt(const void* a, const void* b, void* c, int64_t m, int
 // 64-token tiles in clusters instead of one 128-token tile in stream-K (gemm.cu).
 inline constexpr int64_t kSwapTwoTileMaxN = 6144;
 
-// Above this many tokens gemm_quant's auto choice is the wide kernel (gemm.cu); the default crossover counts on it.
-inline constexpr int64_t kWideAutoMinM = 64;
+// Above this many tokens gemm_quant's auto choice is the wide kernel (gemm.cu: 64-token tiles up to 64 tokens, 128
+// above); the default crossover counts on it. H100, seventeenth session (docs/perf-notes.md): at 48 tokens the wide
+// kernel's 8B layer takes 85.2 us against 87.8 for the swapped-operand kernel; at 32 the latter's 32-token tiles
+// win by far (8B gate_up 28.9 vs 40.6 with the kernel of that run).
+inline constexpr int64_t kWideAutoMinM = 40;
 
 // Crossover m above which gemm_auto takes the cuBLAS path. Measured by bench/gemm.cu on an H100 (see
 // docs/perf-notes.md, "## CUDA GEMM"); a caller with its own measurement passes it to gemm_auto instead.
