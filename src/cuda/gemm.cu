@@ -528,6 +528,13 @@ cudaError_t dispatch_wide(const GemmParams& base, int64_t m, const GemmOptions& 
                                  : dispatch_wide_as<BITS, T, kWideTokensBig>(base, m, opt, stream);
 }
 
+// Whether auto takes the wide kernel's 64-token tiles (41-64 tokens) on this weight: where it measured faster than
+// the swapped-operand kernel (H100, m = 64, us, seventeenth session): weights under 64M (8B qkv 13.2 vs 14.7, o 11.0
+// vs 14.1, down 24.8 vs 26.6) and weights at least 16384 wide, whose 256-column tiles alone fill the SMs (8B gate_up
+// 35.6 vs 38.1, 70B gate_up 136.9 vs 144.1). Not on the other 70B linears, where its split rule puts clusters that do
+// not all fit at once (70B qkv 41.7 vs 32.0, down 79.3 vs 76.8, o 26.7 vs 26.2).
+bool wide_small_tiles_pay(int64_t n, int64_t k) { return n * k < (int64_t(64) << 20) || n >= 16384; }
+
 // f.template operator()<BITS, T>() for the weight's bits (4, 8) and activation type (half, __nv_bfloat16).
 template <typename F>
 cudaError_t with_weight_type(const RepackedWeight& w, F&& f) {
@@ -651,7 +658,7 @@ cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t 
   const bool wide = opt.kernel == GemmOptions::Kernel::kWide;
   const cudaError_t e = with_weight_type(w, [&]<int BITS, typename T>() {
     if (wide) return dispatch_wide<BITS, T>(p, m, opt, stream);
-    if (automatic && m > kWideAutoMinM) {
+    if (automatic && m > kWideAutoMinM && (m > kWideTokensSmall || wide_small_tiles_pay(p.n, p.k))) {
       // A card or driver that cannot run it (clusters, tensor maps) falls back to the swapped-operand kernel.
       const cudaError_t ew = dispatch_wide<BITS, T>(p, m, opt, stream);
       if (ew != cudaErrorNotSupported) return ew;

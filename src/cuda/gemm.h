@@ -60,7 +60,8 @@ struct GemmOptions {
   int m_tile_rows = 0;
   // Which fused kernel: kAuto takes the strip kernel (gemm-strip-kernel.cuh) at m <= 16 where a linear's
   // 64-column strips fill the SMs at one or two blocks a strip (auto_strip_split in gemm.cu), the wide kernel
-  // (gemm-wide-kernel.cuh: warp-specialized, 64- or 128-token tiles) above kWideAutoMinM tokens, else the swapped-operand
+  // (gemm-wide-kernel.cuh: warp-specialized, 64- or 128-token tiles) above kWideAutoMinM tokens (at up to
+  // 64 tokens only on weights under 64M or at least 16384 wide: gemm.cu, wide_small_tiles_pay), else the swapped-operand
   // kernel (gemm-swap-kernel.cuh); the others force one: the strip kernel (m <= 16, groups of 64 and up or
   // per-channel), the swapped-operand kernel, the wide kernel (any m), the decode kernel (per-warp weight streams,
   // gemm-decode-kernel.cuh; m <= 16 only) or the tiled kernel (gemm-kernel.cuh; also m_tile_rows != 0). Auto never
