@@ -1,5 +1,5 @@
-// Instances of the wide kernel with 64-token tiles (gemm_quant's auto choice at 41-64 tokens), both dtypes; apart
-// from the 128-token ones (gemm-wide.cu) so the two compile in parallel.
+// Instances of the wide kernel with 64-token tiles (gemm_quant's auto choice at 41-64 tokens where
+// wide_small_tiles_pay), both dtypes; apart from the 128-token ones (gemm-wide.cu) so the two compile in parallel.
 #include "cuda/gemm-wide-kernel.cuh"
 
 namespace rtnq::cuda::detail {
