@@ -60,12 +60,12 @@ struct GemmOptions {
   int m_tile_rows = 0;
   // Which fused kernel: kAuto takes the strip kernel (gemm-strip-kernel.cuh) at m <= 16 where a linear's
   // 64-column strips fill the SMs at one or two blocks a strip (auto_strip_split in gemm.cu), the wide kernel
-  // (gemm-wide-kernel.cuh: warp-specialized, 64- or 128-token tiles) above kWideAutoMinM tokens (at up to
-  // 64 tokens only on weights under 64M or at least 16384 wide: gemm.cu, wide_small_tiles_pay), else the swapped-operand
-  // kernel (gemm-swap-kernel.cuh); the others force one: the strip kernel (m <= 16, groups of 64 and up or
-  // per-channel), the swapped-operand kernel, the wide kernel (any m), the decode kernel (per-warp weight streams,
-  // gemm-decode-kernel.cuh; m <= 16 only) or the tiled kernel (gemm-kernel.cuh; also m_tile_rows != 0). Auto never
-  // picks the last two: slower at every m measured.
+  // (gemm-wide-kernel.cuh: warp-specialized, 64- or 128-token tiles) above kWideAutoMinM tokens (at up to 64
+  // tokens only on weights under 64M or at least 16384 wide: gemm.cu, wide_small_tiles_pay), else the
+  // swapped-operand kernel (gemm-swap-kernel.cuh); the others force one: the strip kernel (m <= 16, groups of 64
+  // and up or per-channel), the swapped-operand kernel, the wide kernel (any m), the decode kernel (per-warp weight
+  // streams, gemm-decode-kernel.cuh; m <= 16 only) or the tiled kernel (gemm-kernel.cuh; also m_tile_rows != 0).
+  // Auto never picks the last two: slower at every m measured.
   enum class Kernel : uint8_t { kAuto, kTiled, kDecode, kSwap, kStrip, kWide };
   Kernel kernel = Kernel::kAuto;
   // Wide kernel: blocks per tile (cluster split-k), 1..8; 0 chooses (gemm.cu, auto_wide_split).
@@ -135,8 +135,8 @@ cudaError_t cublas_gemm_nt(const void* a, const void* b, void* c, int64_t m, int
 // 64-token tiles in clusters instead of one 128-token tile in stream-K (gemm.cu).
 inline constexpr int64_t kSwapTwoTileMaxN = 6144;
 
-// Above this many tokens gemm_quant's auto choice is the wide kernel (gemm.cu: 64-token tiles up to 64 tokens, 128
-// above); the default crossover counts on it. H100, seventeenth session (docs/perf-notes.md): at 48 tokens the wide
+// Above this many tokens gemm_quant's auto choice is the wide kernel (gemm.cu: 64-token tiles up to 64 tokens where
+// wide_small_tiles_pay, 128 above); the default crossover counts on it. H100, seventeenth session (docs/perf-notes.md): at 48 tokens the wide
 // kernel's 8B layer takes 85.2 us against 87.8 for the swapped-operand kernel; at 32 the latter's 32-token tiles
 // win by far (8B gate_up 28.9 vs 40.6 with the kernel of that run).
 inline constexpr int64_t kWideAutoMinM = 40;

@@ -219,7 +219,8 @@ inline CheckResult check_repack(Context& ctx, int64_t n, int64_t k, int bits, in
 enum class Path {
   kQuant, kQuantNoSplit, kQuantTile16, kQuantTile64, kQuantTiled, kDecode, kDecodeLong, kSwap8, kSwap16, kSwap32,
   kSwap64, kSwap128, kSwapMma, kSwapStreamK, kSwapCluster2, kSwapCluster5, kSwapCluster8, kSwapCluster16,
-  kSwap16Cluster4, kSwap8Scaled, kSwapPacked, kStrip, kStripOne, kStripPacked, kWide, kWideOne, kWideSplit3, kWideMcast, kWide64, kWide128, kDense,
+  kSwap16Cluster4, kSwap8Scaled, kSwapPacked, kStrip, kStripOne, kStripPacked, kWide, kWideOne, kWideSplit3, kWideMcast,
+  kWide64, kWide128, kDense,
   kDequant, kAutoCached
 };
 inline const char* path_label(Path p) {
