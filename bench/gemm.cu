@@ -7,14 +7,15 @@
 // above 3x L2, so the cache is never warm from the previous call), median of the replays.
 // Usage: bench-gemm [out_dir] [--quick] [--decode-only] [--swap-only] [--no-variants] [--hot] [--ms M1,M2,..]
 //                   [--shapes 8B,70B,..] [--one K,N,M[,NT[,CLUSTER]]] [--one-wide K,N,M[,SPLIT[,TOK]]]
-//                   [--wide-sweep K,N,M[,TOK]]
+//                   [--wide-sweep K,N,M[,TOK]] [--wide-ab K,N,M[,TOK]]
 //   (writes out_dir/gemm.md and out_dir/gemm.json)
 //   --decode-only: only the decode-kernel variants table (m = 1, 4, 16), for quick A/B runs;
 //   --swap-only: only the swapped-operand kernel's variants table (m = 1..256, or those of --ms);
 //   --one K,N,M[,NT[,CLUSTER]]: just three eager INT4 gemm_quant calls on one shape (for a profiler), then exit
 //   (NT: swap_tokens, CLUSTER: swap_cluster); --one-wide: the same with the wide kernel forced (SPLIT: wide_split,
 //   TOK: wide_tokens); --wide-sweep K,N,M[,TOK]: graph-timed INT4 calls of the wide kernel (token tile TOK, 0 its
-//   own choice) at each split, beside auto and the swapped-operand kernel;
+//   own choice) at each split, beside auto and the swapped-operand kernel; --wide-ab K,N,M[,TOK]: its auto split
+//   against stream-K, timed in turn;
 //   --no-variants: skip both variants tables; --ms: the m values of the main table; --shapes: only these models;
 //   --hot: no weight rotation (weights that fit stay in L2: the per-call cost without the DRAM stream);
 //   --trace K,N,M[,NT[,CLUSTER]] (builds with -DRTNQ_SWAP_TRACE only): one graph of back-to-back INT4 calls over
@@ -235,7 +236,7 @@ int profile_one(int64_t k, int64_t n, int64_t m, int nt, int cluster, bool wide 
 }
 
 // --wide-sweep K,N,M[,TOK]: graph-timed INT4 calls (weights rotated past L2) of the wide kernel with token tile
-// `tokens` (0: its own choice) at every split it can take (auto, then 1..8 blocks a tile), next to the default kernel
+// `tokens` (0: its own choice) at every split it can take (stream-K, auto, then 1..8 blocks a tile), next to the default kernel
 // choice and the swapped-operand kernel forced: the data behind the wide kernel's split rule and its place in the
 // dispatcher.
 int wide_sweep(int64_t k, int64_t n, int64_t m, int tokens) {
@@ -250,14 +251,38 @@ int wide_sweep(int64_t k, int64_t n, int64_t m, int tokens) {
   swap.kernel = rc::GemmOptions::Kernel::kSwap;
   std::printf("k=%lld n=%lld m=%lld: auto %.1f, swap %.1f, wide (tokens %d):", (long long)k, (long long)n,
               (long long)m, t({}), t(swap), tokens);
-  for (int split = 0; split <= 8 && split * 64 <= k; ++split) {
+  for (int split = rc::kWideStreamK; split <= 8 && split * 64 <= k; ++split) {
     rc::GemmOptions o;
     o.kernel = rc::GemmOptions::Kernel::kWide;
     o.wide_split = split;
     o.wide_tokens = tokens;
-    std::printf(" %s%.1f", split == 0 ? "auto " : (std::to_string(split) + ": ").c_str(), t(o));
+    const std::string label = split == 0 ? "auto " : split == rc::kWideStreamK ? "stream-K " : std::to_string(split) + ": ";
+    std::printf(" %s%.1f", label.c_str(), t(o));
   }
   std::printf(" us\n");
+  return 0;
+}
+
+// --wide-ab K,N,M[,TOK]: the wide kernel's auto split against stream-K, graph-timed in turn three times each (the
+// card's clock drifts down over a run of back-to-back timings, which favours whatever is timed first); medians.
+int wide_ab(int64_t k, int64_t n, int64_t m, int tokens) {
+  cudaDeviceProp prop{};
+  BENCH_CHECK(cudaGetDeviceProperties(&prop, 0));
+  const int copies = copies_for(double(n) * k / 2, prop.l2CacheSize);
+  OneShape s = one_shape(k, n, m, 0, 0, copies);
+  rc::GemmOptions o[2];
+  for (int v = 0; v < 2; ++v) {
+    o[v].kernel = rc::GemmOptions::Kernel::kWide;
+    o[v].wide_tokens = tokens;
+  }
+  o[1].wide_split = rc::kWideStreamK;
+  std::vector<double> us[2];
+  for (int r = 0; r < 3; ++r)
+    for (int v = 0; v < 2; ++v)
+      us[v].push_back(time_graph([&](int i) { BENCH_CHECK(rc::gemm_quant(s.a, s.w[i], s.c, m, s.ws, g_stream, o[v])); }, copies));
+  for (auto& u : us) std::sort(u.begin(), u.end());
+  std::printf("k=%lld n=%lld m=%lld tokens %d: wide auto split %.1f, stream-K %.1f us (stream-K / auto %.3f)\n",
+              (long long)k, (long long)n, (long long)m, tokens, us[0][1], us[1][1], us[1][1] / us[0][1]);
   return 0;
 }
 
@@ -422,20 +447,21 @@ int main(int argc, char** argv) {
         q = *end == ',' ? end + 1 : end;
       }
     } else if ((std::strcmp(argv[i], "--one") == 0 || std::strcmp(argv[i], "--one-wide") == 0 ||
-                std::strcmp(argv[i], "--wide-sweep") == 0 ||
+                std::strcmp(argv[i], "--wide-sweep") == 0 || std::strcmp(argv[i], "--wide-ab") == 0 ||
                 std::strcmp(argv[i], "--trace") == 0) &&
                i + 1 < argc) {
       const std::string flag = argv[i];
       long long k = 0, n = 0, m = 0, nt = 0, cl = 0;
       if (std::sscanf(argv[++i], "%lld,%lld,%lld,%lld,%lld", &k, &n, &m, &nt, &cl) < 3 || k < 1 || n < 1 || m < 1) {
         std::fprintf(stderr, "bench-gemm: %s wants K,N,M%s\n", flag.c_str(),
-                     flag == "--one-wide" ? "[,SPLIT[,TOK]]" : flag == "--wide-sweep" ? "[,TOK]" : "[,NT[,CLUSTER]]");
+                     flag == "--one-wide" ? "[,SPLIT[,TOK]]" : flag == "--wide-sweep" || flag == "--wide-ab" ? "[,TOK]" : "[,NT[,CLUSTER]]");
         return 2;
       }
       if (flag == "--one") return profile_one(k, n, m, int(nt), int(cl));
       // (--one-wide: the 4th number is the split, the 5th the token tile; --wide-sweep: the 4th the token tile)
       if (flag == "--one-wide") return profile_one(k, n, m, 0, int(nt), true, int(cl));
       if (flag == "--wide-sweep") return wide_sweep(k, n, m, int(nt));
+      if (flag == "--wide-ab") return wide_ab(k, n, m, int(nt));
 #ifdef RTNQ_SWAP_TRACE
       return trace_calls(k, n, m, int(nt), int(cl));
 #else
@@ -490,7 +516,8 @@ int main(int argc, char** argv) {
   // mma.sync, at least 4 k batches per block, no PDL, clusters packed (not spread), INT8, weights scaled before
   // the MMA up to 16 tokens (no deferred scales, which only 8-token tiles use), next to the tiled kernel and cuBLAS
   // BF16 (same run); the strip kernel at m <= 16 (its own split, forced one or two blocks a strip, unpadded
-  // blocks, INT8); and, after the roofline, the wide kernel (its own split, INT8, multicast pairs, one block a tile).
+  // blocks, INT8); and, after the roofline, the wide kernel (its own split, INT8, multicast pairs, one block a tile,
+  // stream-K).
   const std::vector<std::string> swap_names = {"swap (auto)", "stream-K", "cluster 2", "cluster 4", "cluster 8", "cluster 16",
                                                "mma.sync", "tokens 8", "tokens 16", "tokens 32", "tokens 64",
                                                "tokens 128", "min 4 batches/block", "no PDL", "clusters packed",
@@ -498,13 +525,14 @@ int main(int argc, char** argv) {
                                                "INT8 stream-K", "scaled weights", "INT8 scaled weights", "strip",
                                                "strip 1 a strip", "strip 2 a strip", "strip unpadded", "INT8 strip",
                                                "cuBLAS BF16", "INT4 roofline", "wide", "INT8 wide", "wide multicast",
-                                               "wide split 1"};
+                                               "wide split 1", "wide stream-K"};
   std::vector<VariantRow> swap_rows;
   std::vector<int64_t> swap_ms = {1, 4, 16, 32, 64, 128, 256};
   if (swap_only && !ms_arg.empty()) swap_ms = ms_arg;
 
   rc::GemmWorkspace ws;
-  BENCH_CHECK(rc::gemm_workspace_alloc(256, 57344, &ws, g_stream));
+  // (Sized for the largest m timed: stream-K's partial sums need one fp32 per output.)
+  BENCH_CHECK(rc::gemm_workspace_alloc(std::max<int64_t>(max_m, 256), 57344, &ws, g_stream));
   std::vector<Row> rows;
   for (const Shape& s : shapes) {
     const double q4_bytes = double(s.n) * s.k / 2 + double(s.n) * (s.k / 128) * 2;
@@ -613,6 +641,8 @@ int main(int argc, char** argv) {
         v.us.push_back(tw(w4, c4));
         wide.wide_multicast = false;
         wide.wide_split = 1;
+        v.us.push_back(tw(w4, c4));
+        wide.wide_split = rc::kWideStreamK;
         v.us.push_back(tw(w4, c4));
         swap_rows.push_back(v);
       }

@@ -73,6 +73,14 @@ struct WideParams {
   int scale_rows;      // scale rows per stage: 1 (group >= 64), 2 (32) or 4 (16)
   int unit_shift;      // unit u of a stage uses scale row u >> unit_shift
   int evict_first;     // 1: one m tile, each weight is read once
+  // Stream-K (csplit 1, no multicast): block b of G takes units [units b / G, units (b + 1) / G) of the (tile,
+  // stage) order, stages fastest, tiles cut between blocks wherever the ranges fall. A block stores the tiles it
+  // covers whole from its accumulators; cut tiles go through the workspace (wide_streamk_park / _gather).
+  int streamk;
+  int units;           // tiles * kbs (stream-K)
+  int groups;          // column groups of 256 (stream-K)
+  int* counters;       // stream-K: a flag per block, its parked tile is ready (zero on entry and exit)
+  float* ws;           // stream-K: a slot per block for its parked fp32 tile
 };
 
 // The weight map's 2 KB chunks per strip and stage (a box row of 256 8-byte elements, TMA's longest).
@@ -107,6 +115,114 @@ __device__ __forceinline__ void cluster_barrier_relaxed() {
   asm volatile("barrier.cluster.arrive.relaxed.aligned;\nbarrier.cluster.wait.aligned;" ::: "memory");
 }
 
+// A tile's column group and token tile. One tile a block (or a cluster): the token tiles of a column group are
+// neighbours, so they run at once and the second reads the weights from L2. Stream-K: token tiles outermost, for the
+// same reason (block b and block b + grid / m_tiles are at the same column group at about the same time; with the
+// token tiles of a column group next to each other, one block would stream them one after the other, the weights
+// long gone from L2 by the second). Multicast pairs (blocks 2j, 2j + 1: one cluster) take neighbouring column
+// groups of the same token tile.
+__device__ __forceinline__ void wide_tile_at(const WideParams& p, int tile, int& cg, int& mt) {
+  if (p.streamk) {
+    cg = tile % p.groups;
+    mt = tile / p.groups;
+  } else if (p.mcast > 1) {
+    cg = (tile / (2 * p.m_tiles)) * 2 + (tile & 1);
+    mt = (tile >> 1) % p.m_tiles;
+  } else {
+    cg = tile / p.m_tiles;
+    mt = tile % p.m_tiles;
+  }
+}
+
+// A consumer thread's accumulator positions: slice q, token pair i, half h hold column col + 16 q + 8 h of tokens
+// tok + 8 i (acc[q][i][2 h]) and tok + 8 i + 1 (acc[q][i][2 h + 1]); f(q, i, h) for every position inside C.
+template <int TOK, typename F>
+__device__ __forceinline__ void wide_positions(const WideParams& p, int col, int tok, F&& f) {
+#pragma unroll
+  for (int q = 0; q < 2; ++q)
+#pragma unroll
+    for (int i = 0; i < TOK / 8; ++i)
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+        if (col + 16 * q + 8 * h < p.n && tok + 8 * i < p.m) f(q, i, h);
+}
+
+// Stream-K hand-off, without atomics. Ranges are in (tile, stage) order, so a tile cut between blocks b < b' < ...
+// is the end of b's range (its head: stage 0 on) and the start of the others'. Every block parks at most one
+// partial tile - its first share, where its range starts inside a tile - in its own workspace slot, and raises its
+// flag to the number of stages it covered; the head's block, whose share of the tile comes last in its range (so
+// the others' are usually long done), adds blocks b + 1, b + 2, ... to its accumulators in that order (the same sum
+// in every run) until their counts and its own make the tile's stages, and stores the tile. (fp32 atomics into a
+// shared [n][m] sum ran at the L2's atomic rate instead: 8B gate_up at m = 256 took 144 us against 108 without
+// stream-K, a third of its warps' samples in the hand-off; docs/perf-notes.md, eighteenth session.) Slots hold the
+// accumulators as the threads hold them: float4 c of consumer thread x at [c][x], so every warp's loads and stores
+// are 512 contiguous bytes. The workspace is left as found: flags and slots zero.
+template <int TOK>
+__device__ __forceinline__ float4* wide_slot(const WideParams& p, int block, int tid) {
+  return reinterpret_cast<float4*>(p.ws) + int64_t(block) * (TOK / 8 * 2 * kWideConsumers) + tid;
+}
+
+// A share that starts inside its tile: park it, then raise the flag (consumer threads only: named barrier 1).
+template <int TOK>
+__device__ void wide_streamk_park(float (&acc)[2][TOK / 8][4], const WideParams& p, int covered, int tid) {
+  float4* slot = wide_slot<TOK>(p, blockIdx.x, tid);
+#pragma unroll
+  for (int q = 0; q < 2; ++q)
+#pragma unroll
+    for (int i = 0; i < TOK / 8; ++i)
+      __stcg(slot + (q * (TOK / 8) + i) * kWideConsumers, make_float4(acc[q][i][0], acc[q][i][1], acc[q][i][2], acc[q][i][3]));
+  __threadfence();
+  asm volatile("bar.sync 1, %0;" ::"n"(kWideConsumers) : "memory");
+  if (tid == 0)
+    asm volatile("st.release.gpu.global.b32 [%0], %1;" ::"l"(p.counters + blockIdx.x), "r"(covered) : "memory");
+}
+
+// The head's block (`missing` of the tile's stages are other blocks'): their shares added to acc, their flags and
+// slots cleared. The head's share ends this block's range, so the ring is idle (every stage consumed): each share
+// comes in as one bulk copy, and is read from shared memory. (Loaded straight into registers beside the 128
+// accumulators, few loads fit in flight: four round trips from L2 a share.) Consumer threads only (named barrier 1).
+// It waits only on blocks after it in the grid, for shares at the start of their ranges, whose parking waits on
+// nothing: with fewer SMs than blocks (a shared card), the blocks that started finish, and the rest start as they do.
+template <int TOK>
+__device__ void wide_streamk_gather(float (&acc)[2][TOK / 8][4], const WideParams& p, int missing, int tid,
+                                    unsigned char* ring, uint32_t bar) {
+  constexpr int kChunks = TOK / 8 * 2;  // float4s a thread
+  constexpr uint32_t kBytes = kChunks * kWideConsumers * 16;
+  static_assert(kBytes <= WideSizes<4, TOK>::kRingBytes && kBytes <= WideSizes<8, TOK>::kRingBytes, "a share fits the ring");
+  asm volatile("bar.sync 1, %0;" ::"n"(kWideConsumers) : "memory");  // every warp's last wgmmas have read the ring
+  for (int b = blockIdx.x + 1, n = 0; missing > 0; ++b, ++n) {
+    __shared__ int s_covered;
+    if (tid == 0) {
+      int covered = 0;
+      do asm volatile("ld.acquire.gpu.global.b32 %0, [%1];" : "=r"(covered) : "l"(p.counters + b) : "memory");
+      while (covered == 0);
+      p.counters[b] = 0;  // (read by no one else before the next call)
+      s_covered = covered;
+      // The share was written by other blocks' stores and is read by the copy engine: order the two proxies.
+      asm volatile("fence.proxy.async.global;" ::: "memory");
+      uint64_t policy;
+      asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+      mbar_arrive_expect_tx(bar, kBytes);
+      bulk_copy_g2s(smem_u32(ring), wide_slot<TOK>(p, b, 0), kBytes, bar, policy);
+    }
+    mbar_wait(bar, n & 1);
+    const float4* in = reinterpret_cast<const float4*>(ring) + tid;
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) {
+      const float4 v = in[c * kWideConsumers];
+      float* a = acc[c / (TOK / 8)][c % (TOK / 8)];
+      a[0] += v.x, a[1] += v.y, a[2] += v.z, a[3] += v.w;
+    }
+    float4* slot = wide_slot<TOK>(p, b, tid);
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) __stcg(slot + c * kWideConsumers, make_float4(0.f, 0.f, 0.f, 0.f));
+    // Every thread has read the ring before the next share lands in it (and s_covered is read before it changes).
+    asm volatile("bar.sync 1, %0;" ::"n"(kWideConsumers) : "memory");
+    missing -= s_covered;
+    asm volatile("bar.sync 1, %0;" ::"n"(kWideConsumers) : "memory");
+  }
+}
+
 // Registers: 128 accumulators a consumer thread, plus two buffers of A fragments and raw words: more than the 168
 // that 384 threads get at launch (with fewer, ptxas serializes the wgmmas, warning C7512). A 288-thread block (one
 // producer warp) does not help: one sub-partition then holds three of its warps, so the cap is the same. So the
@@ -118,15 +234,22 @@ __global__ void __launch_bounds__(kWideThreads, 1) gemm_wide_kernel(const __grid
   constexpr int kS = Sz::kStages, kTT = TOK / 8;
   extern __shared__ __align__(128) unsigned char smem_raw[];  // (as every kernel declares it; aligned below)
   unsigned char* smem = smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u);
-  __shared__ __align__(8) uint64_t full_bar[kS], empty_bar[kS];
+  __shared__ __align__(8) uint64_t full_bar[kS], empty_bar[kS], gather_bar;
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int tile = int(blockIdx.x) / p.csplit, rank = int(blockIdx.x) % p.csplit;
-  // Multicast pairs (blocks 2j, 2j + 1: one cluster) take neighbouring column groups of the same token tile.
-  const int mrank = p.mcast > 1 ? tile & 1 : 0;
-  const int cg = p.mcast > 1 ? (tile / (2 * p.m_tiles)) * 2 + mrank : tile / p.m_tiles;
-  const int mt = p.mcast > 1 ? (tile >> 1) % p.m_tiles : tile % p.m_tiles, m0 = mt * TOK;
-  const int kb0 = rank * p.kbs / p.csplit, n_it = (rank + 1) * p.kbs / p.csplit - kb0;  // >= 1: csplit <= kbs
+  // This block's stages: units [u0, u0 + n_st) of the (tile, 64-deep stage) order. Split-k and one tile a block:
+  // block r of tile t's cluster takes the r-th of csplit k ranges; stream-K: a range that may span tiles.
+  const int rank = p.streamk ? 0 : int(blockIdx.x) % p.csplit;
+  int u0, n_st;
+  if (p.streamk) {
+    u0 = int(int64_t(p.units) * blockIdx.x / gridDim.x);
+    n_st = int(int64_t(p.units) * (blockIdx.x + 1) / gridDim.x) - u0;
+  } else {
+    const int kb0 = rank * p.kbs / p.csplit;
+    u0 = int(blockIdx.x) / p.csplit * p.kbs + kb0;
+    n_st = (rank + 1) * p.kbs / p.csplit - kb0;  // >= 1: csplit <= kbs
+  }
+  const int mrank = p.mcast > 1 ? int(blockIdx.x) & 1 : 0;  // this block's half of a multicast pair's loads
   const uint32_t ring = smem_u32(smem);
   auto full = [&](int s) { return smem_u32(&full_bar[s]); };
   auto empty = [&](int s) { return smem_u32(&empty_bar[s]); };
@@ -136,6 +259,7 @@ __global__ void __launch_bounds__(kWideThreads, 1) gemm_wide_kernel(const __grid
       // One arrival per consumer warp of every block whose copies fill this stage (both of a multicast pair).
       mbar_init(empty(s), kWideConsumers / 32 * p.mcast);
     }
+    mbar_init(smem_u32(&gather_bar), 1);  // stream-K: the shares a head's block gathers
     mbar_init_fence();
   }
   __syncthreads();
@@ -154,27 +278,37 @@ __global__ void __launch_bounds__(kWideThreads, 1) gemm_wide_kernel(const __grid
       else asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;" : "=l"(policy));
       uint64_t keep;
       asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;" : "=l"(keep));
-      const int strips = min(kWideStrips, p.strips - cg * kWideStrips);  // the last column group may hold 2
-      // (The weight box always counts 4 strips: rows past the last strip arrive as zeros.)
-      const uint32_t stage_bytes = Sz::kABytes + Sz::kWBytes + strips * p.scale_rows * 64 * 2;
-      const unsigned char* s_g = static_cast<const unsigned char*>(p.scales) + int64_t(cg) * kWideCols * 2;
       // The producer thread's time per stage is the copy issue rate of its block. ncu's per-instruction samples had
       // it issuing ~135 instructions a stage (integer divisions for the scale row and the ring slot, barrier
       // addresses re-read from special registers) at ~0.57 us a stage on 8B gate_up at m = 64: no faster than the
-      // consumers, which then waited on full barriers. So every per-stage quantity is a running count here.
+      // consumers, which then waited on full barriers. So every per-stage quantity is a running count here, and
+      // the divisions run once a tile.
       const uint32_t full0 = full(0), empty0 = empty(0);
       const int64_t s_row_bytes = int64_t(p.n_pad) * 2;
-      const uint32_t s_bytes = strips * 64 * 2;
-      // Scale rows: groups of 64 and up step one row every spg stages (sg_left to go), smaller groups scale_rows
-      // rows every stage; only here, once, a division.
-      const int spg = p.group >= kWideK ? p.group / kWideK : 0;
-      int sg = spg > 0 ? kb0 / spg : kb0 * p.scale_rows;
-      int sg_left = spg > 0 ? spg - kb0 % spg : 0;
+      const int spg = p.group >= kWideK ? p.group / kWideK : 0;  // stages per scale group (0: groups under 64)
       // The activation half this block loads in a multicast pair (into both blocks), or the whole tile.
       constexpr int kHalf = TOK / 2;
       const uint32_t a_off = p.mcast > 1 ? mrank * kHalf * kWideK * 2 : 0;
-      const int a_row = p.mcast > 1 ? m0 + mrank * kHalf : m0;
-      auto issue_ws = [&](uint32_t base, uint32_t bar, int kb) {  // arrival, weights and scales of a stage, in order
+      // The tile being issued: stage kb of tile `tile`, its column group cg, first activation row a_row, the bytes
+      // a stage brings, its scales' source, and the scale row sg (groups of 64 and up: one step every spg stages,
+      // sg_left to go; smaller groups: scale_rows rows every stage).
+      int tile = u0 / p.kbs, kb = u0 - tile * p.kbs, cg, a_row, sg, sg_left;
+      uint32_t stage_bytes, s_bytes;
+      const unsigned char* s_g;
+      auto enter_tile = [&] {
+        int mt;
+        wide_tile_at(p, tile, cg, mt);
+        a_row = mt * TOK + (p.mcast > 1 ? mrank * kHalf : 0);
+        const int strips = min(kWideStrips, p.strips - cg * kWideStrips);  // the last column group may hold 2
+        // (The weight box always counts 4 strips: rows past the last strip arrive as zeros.)
+        s_bytes = strips * 64 * 2;
+        stage_bytes = Sz::kABytes + Sz::kWBytes + p.scale_rows * s_bytes;
+        s_g = static_cast<const unsigned char*>(p.scales) + int64_t(cg) * kWideCols * 2;
+        sg = spg > 0 ? kb / spg : kb * p.scale_rows;
+        sg_left = spg > 0 ? spg - kb % spg : 0;
+      };
+      enter_tile();
+      auto issue_ws = [&](uint32_t base, uint32_t bar) {  // arrival, weights and scales of stage kb, in order
         mbar_arrive_expect_tx(bar, stage_bytes);
         tma_load_3d_hint(base + Sz::kABytes, &p.w_map, 0, kb * Sz::kChunks, cg * kWideStrips, bar, policy);
         for (int r = 0; r < p.scale_rows; ++r)
@@ -183,39 +317,49 @@ __global__ void __launch_bounds__(kWideThreads, 1) gemm_wide_kernel(const __grid
         if (spg == 0) sg += p.scale_rows;
         else if (--sg_left == 0) ++sg, sg_left = spg;
       };
-      auto issue_a = [&](uint32_t base, uint32_t bar, int kb) {
-        if (p.mcast > 1) tma_load_2d_multicast(base + a_off, &p.a_map, kb * kWideK, a_row, bar, 0x3);
-        else tma_load_2d(base, &p.a_map, kb * kWideK, a_row, bar);
+      auto issue_a = [&](uint32_t base, uint32_t bar, int kb_a, int row) {
+        if (p.mcast > 1) tma_load_2d_multicast(base + a_off, &p.a_map, kb_a * kWideK, row, bar, 0x3);
+        else tma_load_2d(base, &p.a_map, kb_a * kWideK, row, bar);
       };
-      const int pro = min(kS, n_it);
+      auto next = [&](int j) {  // on from stage j (the divisions only where a next tile starts)
+        if (++kb == p.kbs && j + 1 < n_st) ++tile, kb = 0, enter_tile();
+      };
       // The first two stages go out in a short burst, the rest of the ring once the first has landed. Asking for the
       // whole ring at once, every block's first stage arrived only with the tail of that burst, as all blocks ask at
       // the same moment (ncu: 13% of the consumers' time waiting for it, 8B gate_up at m = 64). H100, us, whole ring
       // vs two first: 8B layer at m = 64 88.1 vs 84.7; gate_up at m = 256 107.7 vs 100.2 (docs/perf-notes.md,
       // seventeenth session).
       constexpr int kFirst = 2;
-      const int first = min(kFirst, pro);
-      for (int it = 0; it < first; ++it) issue_ws(ring + it * Sz::kStageBytes, full0 + 8 * it, kb0 + it);
+      static_assert(kFirst < kS, "the first stages fit the ring");
+      const int first = min(kFirst, n_st);
+      int first_kb[kFirst], first_row[kFirst];
+#pragma unroll
+      for (int j = 0; j < kFirst; ++j)
+        if (j < first) {
+          first_kb[j] = kb, first_row[j] = a_row;
+          issue_ws(ring + j * Sz::kStageBytes, full0 + 8 * j);
+          next(j);
+        }
       asm volatile("griddepcontrol.wait;" ::: "memory");
-      for (int it = 0; it < first; ++it) issue_a(ring + it * Sz::kStageBytes, full0 + 8 * it, kb0 + it);
+#pragma unroll
+      for (int j = 0; j < kFirst; ++j)
+        if (j < first) issue_a(ring + j * Sz::kStageBytes, full0 + 8 * j, first_kb[j], first_row[j]);
       mbar_wait(full0, 0);
-      for (int it = first; it < pro; ++it) {
-        issue_ws(ring + it * Sz::kStageBytes, full0 + 8 * it, kb0 + it);
-        issue_a(ring + it * Sz::kStageBytes, full0 + 8 * it, kb0 + it);
-      }
-      int slot = 0;             // ring slot of stage it (pro = kS whenever this loop runs)
-      uint32_t empty_par = 0;   // parity of its empty barrier's phase to wait for: the consumers are done with it - kS
-      for (int it = pro; it < n_it; ++it) {
-        mbar_wait(empty0 + 8 * slot, empty_par);
+      int slot = first;        // ring slot of stage j
+      uint32_t empty_par = 1;  // flips as slot wraps: stage j >= kS waits for its slot's empty phase j / kS - 1
+      for (int j = first; j < n_st; ++j) {
+        if (j >= kS) mbar_wait(empty0 + 8 * slot, empty_par);
         const uint32_t base = ring + slot * Sz::kStageBytes, bar = full0 + 8 * slot;
-        issue_ws(base, bar, kb0 + it);
-        issue_a(base, bar, kb0 + it);
+        issue_ws(base, bar);
+        issue_a(base, bar, kb, a_row);
+        next(j);
         if (++slot == kS) slot = 0, empty_par ^= 1;
       }
     }
     __syncwarp();
     // The hand-off's barriers, as the consumers run them (the copies are all complete: the consumers waited for
-    // every stage before parking).
+    // every stage before parking). Stream-K has none: the consumers store every tile from their registers.
+    if (p.streamk) return;
     if (p.csplit > 1) cluster_barrier();
     else __syncthreads();
     if (p.csplit > 1 || p.mcast > 1) cluster_barrier_relaxed();
@@ -262,13 +406,17 @@ __global__ void __launch_bounds__(kWideThreads, 1) gemm_wide_kernel(const __grid
     const uint32_t full0 = full(0);
     const uint32_t empty0_at = mapa_shared(empty(0), p.mcast > 1 ? lane : rank);
     const bool hands_back = lane < p.mcast;
+    const int col_in = wstrip * 64 + 32 * wg + g;  // this lane's first accumulator column within a tile
     Raw raw[2];
     uint32_t afb[2][2][4];
-    int st = 0;          // ring slot of stage it
+    int st = 0;          // ring slot of stage j
     uint32_t phase = 0;  // parity of that slot's full barrier
+    // Stream-K: stages left in this block's share of the current tile. (The tile, and whether the share is its head
+    // or all of it, are worked out where the share ends: kept in registers through the loop, ptxas spilled.)
+    int to_end = p.streamk ? min(p.kbs - u0 % p.kbs, n_st) : 0;
     mbar_wait(full0, 0);
     load_raw(smem, 0, raw[0]);
-    for (int it = 0; it < n_it; ++it) {
+    for (int j = 0; j < n_st; ++j) {
       const unsigned char* stage = smem + st * Sz::kStageBytes;
       const uint64_t desc0 = wgmma_desc_k128(ring + st * Sz::kStageBytes);
       const int prev = st == 0 ? kS - 1 : st - 1;
@@ -296,23 +444,67 @@ __global__ void __launch_bounds__(kWideThreads, 1) gemm_wide_kernel(const __grid
         wgmma_commit();
         // (Here, not right after the wait: an arrival between a wait and the next wgmmas made ptxas serialize
         // every wgmma, warning C7513.)
-        if (u == 1 && it > 0) mbar_arrive_remote_if(empty0_at + 8 * prev, hands_back);
+        if (u == 1 && j > 0) mbar_arrive_remote_if(empty0_at + 8 * prev, hands_back);
         if (u + 1 < kWideK / 16) {
           load_raw(stage, u + 1, raw[(u + 1) & 1]);
-        } else if (it + 1 < n_it) {
+        } else if (j + 1 < n_st) {
           if (++st == kS) st = 0, phase ^= 1;
           mbar_wait(full0 + 8 * st, phase);
           load_raw(smem + st * Sz::kStageBytes, 0, raw[0]);
         }
       }
+      // Stream-K: where this block's share of a tile ends, its tile is stored (whole, or once complete) or handed on.
+      // The producer runs on meanwhile: the next tile's first stages are in flight or landed.
+      if (p.streamk && --to_end == 0) {
+        wgmma_wait<0>();
+#pragma unroll
+        for (int q = 0; q < 2; ++q) wgmma_pin(acc[q]);
+        const int u_end = u0 + j + 1, tile = (u_end - 1) / p.kbs, tile_u0 = tile * p.kbs;
+        int cg, mt;
+        wide_tile_at(p, tile, cg, mt);
+        const int col = cg * kWideCols + col_in, tok = mt * TOK + 2 * t;
+        // A share that starts inside the tile is parked; the head's block gathers the others and stores the tile.
+        auto store = [&] {
+          T* c_b = static_cast<T*>(p.c) + int64_t(tok) * p.n + col;
+          wide_positions<TOK>(p, col, tok, [&](int q, int i, int h) {
+            T* dst = c_b + (8 * i) * p.n + 16 * q + 8 * h;
+            dst[0] = Tr::from_float(acc[q][i][2 * h]);
+            if (tok + 8 * i + 1 < p.m) dst[p.n] = Tr::from_float(acc[q][i][2 * h + 1]);
+          });
+        };
+        if (u0 > tile_u0) {
+          wide_streamk_park<TOK>(acc, p, u_end - u0, tid);
+        } else if (u_end < tile_u0 + p.kbs) {
+          // A head's share ends the range: the block's last tile. (Leaving here, not looping on with the sums
+          // changed outside the wgmmas, spares ptxas the registers it spilled for that.)
+          wide_streamk_gather<TOK>(acc, p, tile_u0 + p.kbs - u_end, tid, smem, smem_u32(&gather_bar));
+          store();
+          return;
+        } else {
+          store();
+        }
+#pragma unroll
+        for (int q = 0; q < 2; ++q)
+#pragma unroll
+          for (int i = 0; i < kTT; ++i)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[q][i][e] = 0.f;
+        to_end = min(p.kbs, n_st - j - 1);
+      }
+    }
+    if (p.streamk) {
+      wgmma_wait<0>();  // (none is pending here, but ptxas cannot tell)
+      return;
     }
     wgmma_wait<0>();
 #pragma unroll
     for (int q = 0; q < 2; ++q) wgmma_pin(acc[q]);
+    int cg, mt;
+    wide_tile_at(p, int(blockIdx.x) / p.csplit, cg, mt);
+    const int m0 = mt * TOK;
     // Park: every consumer warp is past its last wgmma (which read the ring) before any overwrites it.
     asm volatile("bar.sync 1, %0;" ::"n"(kWideConsumers) : "memory");
     float* red = reinterpret_cast<float*>(smem);
-    const int col0 = wstrip * 64 + 32 * wg + g;
 #pragma unroll
     for (int i = 0; i < kTT; ++i) {
       const int tk = 8 * i + 2 * t;
@@ -320,7 +512,7 @@ __global__ void __launch_bounds__(kWideThreads, 1) gemm_wide_kernel(const __grid
       for (int q = 0; q < 2; ++q)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          float* r0 = red + tk * kWideRedStride + col0 + 16 * q + 8 * h;
+          float* r0 = red + tk * kWideRedStride + col_in + 16 * q + 8 * h;
           r0[0] = acc[q][i][2 * h];
           r0[kWideRedStride] = acc[q][i][2 * h + 1];
         }
@@ -342,8 +534,8 @@ __global__ void __launch_bounds__(kWideThreads, 1) gemm_wide_kernel(const __grid
       const int tk = ch / (kWideCols / 4), lc = (ch % (kWideCols / 4)) * 4;
       const float* local = parked + tk * kWideRedStride + lc;
       float4 sum = *reinterpret_cast<const float4*>(local);
-      for (int j = 1; j < p.csplit; ++j) {
-        const int src = (rank + j) % p.csplit;  // (a fixed order per element: the sum is the same in every run)
+      for (int jr = 1; jr < p.csplit; ++jr) {
+        const int src = (rank + jr) % p.csplit;  // (a fixed order per element: the sum is the same in every run)
         const float4 v = *reinterpret_cast<const float4*>(cluster.map_shared_rank(const_cast<float*>(local), src));
         sum.x += v.x, sum.y += v.y, sum.z += v.z, sum.w += v.w;
       }

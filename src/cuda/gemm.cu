@@ -107,6 +107,9 @@ SplitWorkspace carve_workspace(void* ws_ptr, size_t ws_bytes, int64_t count, int
           ws_ptr != nullptr && ws_bytes >= split_workspace_bytes(count, m, n)};
 }
 
+// The wide kernel's stream-K slots: one parked fp32 tile (token tile x 256 columns) per block.
+int64_t wide_slot_floats(int64_t blocks, int tokens) { return blocks * tokens * kWideCols; }
+
 // The call's operands and shape, as every fused kernel's parameters (decode, swapped-operand, strip, wide) name
 // them, from the validated call.
 template <typename P>
@@ -469,6 +472,14 @@ cudaError_t dispatch_strip(const GemmParams& base, int64_t m, const GemmOptions&
 // at 5): the time is not monotonic in the split, as clusters the occupancy query counts as one wave run like two.
 constexpr int64_t kWideSplitCostStages = 3;
 
+// Wide kernel, auto: stream-K from this many tiles per SM (in %) on. H100, the auto split against stream-K timed in
+// turn (`bench-gemm --wide-ab`, eighteenth session, us): it gains where the tiles are 1.7 to 7 per SM (8B gate_up at
+// m = 256 109.6 vs 111.5, at 512 190.0 vs 220.9, at 1024 400.5 vs 403.1; 70B gate_up at 256 356.6 vs 385.1) and
+// loses with fewer, whose tiles are cut among more blocks (8B gate_up at 128, 0.85 a SM: 61.8 vs 51.4; 8B down at
+// 1024, 0.97: 200.1 vs 193.0; 70B o and down at 256, 0.48: 69.0 vs 54.6, 200.2 vs 186.1), but for 70B qkv at 256
+// (0.61: 78.2 vs 97.7), where the split rule's clusters do not all run at once.
+constexpr int64_t kWideStreamKMinTilesPct = 150;
+
 // Blocks per tile for the wide kernel: the split whose waves (one block per SM: ceil(tiles / clusters the card
 // holds at once)) times each block's stages, plus the hand-off, is least; ties keep the smaller split.
 template <int BITS, typename T, int TOK>
@@ -486,7 +497,8 @@ int auto_wide_split(int64_t tiles, int kbs) {
 }
 
 template <int BITS, typename T, int TOK>
-cudaError_t dispatch_wide_as(const GemmParams& base, int64_t m, const GemmOptions& opt, cudaStream_t stream) {
+cudaError_t dispatch_wide_as(const GemmParams& base, int64_t m, size_t ws_bytes, void* ws_ptr, const GemmOptions& opt,
+                             cudaStream_t stream) {
   WideParams p{};
   set_call_fields(p, base, m);
   p.group = base.group;
@@ -498,23 +510,45 @@ cudaError_t dispatch_wide_as(const GemmParams& base, int64_t m, const GemmOption
   p.m_tiles = int(m_tiles);
   set_stage_scale_rows(p, base.group);
   p.evict_first = m_tiles == 1 ? 1 : 0;
-  const int cs = opt.wide_split > 0 ? opt.wide_split : auto_wide_split<BITS, T, TOK>(tiles, p.kbs);
-  if (cs > p.kbs)
-    return fail(cudaErrorInvalidValue, "gemm_quant: wide_split " + std::to_string(cs) + " exceeds the " +
-                                           std::to_string(p.kbs) + " k batches of this weight");
-  if (cs > 1 && gemm_wide_max_clusters<BITS, T, TOK>(cs) < 1)
-    return fail(cudaErrorNotSupported, "gemm_quant: this card cannot run the wide kernel in clusters of " +
-                                           std::to_string(cs));
-  if (tiles * cs > INT32_MAX) return fail(cudaErrorInvalidValue, "gemm_quant: m = " + std::to_string(m) + " is too large");
-  p.csplit = cs;
-  // Multicast pairs need an even number of column groups (each pair shares a token tile) and whole tiles per block.
-  p.mcast = opt.wide_multicast && cs == 1 && groups % 2 == 0 && gemm_wide_max_clusters<BITS, T, TOK>(2) > 0 ? 2 : 1;
+  // Stream-K: one block per SM (a block holds the SM's shared memory), each a range of the (tile, stage) units;
+  // every block may park one partial tile (a flag and a slot each). Without the workspace, the auto split instead.
+  // Auto takes it from kWideStreamKMinTiles tiles on.
+  const int64_t sk_blocks = std::min<int64_t>(sm_count(), tiles * p.kbs);
+  const SplitWorkspace ws = carve_workspace(ws_ptr, ws_bytes, sk_blocks, 1, wide_slot_floats(sk_blocks, TOK));
+  const bool sk = opt.wide_split == kWideStreamK ||
+                  (opt.wide_split == 0 && tiles * 100 >= sm_count() * kWideStreamKMinTilesPct);
+  p.streamk = sk && ws.fits ? 1 : 0;
+  int64_t blocks;
+  if (p.streamk) {
+    if (tiles * p.kbs > INT32_MAX)
+      return fail(cudaErrorInvalidValue, "gemm_quant: m = " + std::to_string(m) + " is too large");
+    p.units = int(tiles * p.kbs);
+    p.groups = int(groups);
+    p.counters = ws.counters;
+    p.ws = ws.partials;
+    p.csplit = 1;
+    p.mcast = 1;
+    blocks = sk_blocks;
+  } else {
+    const int cs = opt.wide_split > 0 ? opt.wide_split : auto_wide_split<BITS, T, TOK>(tiles, p.kbs);
+    if (cs > p.kbs)
+      return fail(cudaErrorInvalidValue, "gemm_quant: wide_split " + std::to_string(cs) + " exceeds the " +
+                                             std::to_string(p.kbs) + " k batches of this weight");
+    if (cs > 1 && gemm_wide_max_clusters<BITS, T, TOK>(cs) < 1)
+      return fail(cudaErrorNotSupported, "gemm_quant: this card cannot run the wide kernel in clusters of " +
+                                             std::to_string(cs));
+    if (tiles * cs > INT32_MAX) return fail(cudaErrorInvalidValue, "gemm_quant: m = " + std::to_string(m) + " is too large");
+    p.csplit = cs;
+    // Multicast pairs need an even number of column groups (each pair shares a token tile) and whole tiles per block.
+    p.mcast = opt.wide_multicast && cs == 1 && groups % 2 == 0 && gemm_wide_max_clusters<BITS, T, TOK>(2) > 0 ? 2 : 1;
+    blocks = tiles * cs;
+  }
   const int64_t strip_bytes = int64_t(p.ku) * 32 * BITS / 4 * 16;
   if (make_wide_act_map(base.a, m, base.k, std::is_same_v<T, __nv_bfloat16>, TOK / p.mcast, &p.a_map) !=
           cudaSuccess ||
       make_wide_weight_map(base.w, strip_bytes, p.strips, WideSizes<BITS, TOK>::kChunks, &p.w_map) != cudaSuccess)
     return fail(cudaErrorNotSupported, "gemm_quant: the wide kernel's tensor map could not be made (driver too old?)");
-  const cudaError_t e = launch_gemm_wide<BITS, T, TOK>(p, int(tiles * cs), opt.pdl, stream);
+  const cudaError_t e = launch_gemm_wide<BITS, T, TOK>(p, int(blocks), opt.pdl, stream);
   if (e != cudaSuccess) return fail(e, std::string("gemm_quant: wide launch failed: ") + cudaGetErrorString(e));
   return cudaSuccess;
 }
@@ -522,10 +556,11 @@ cudaError_t dispatch_wide_as(const GemmParams& base, int64_t m, const GemmOption
 // The wide kernel with the token tile of opt.wide_tokens, or by default 64-token tiles up to 64 tokens (where a
 // 128-token tile would be half zeros) and 128-token tiles above.
 template <int BITS, typename T>
-cudaError_t dispatch_wide(const GemmParams& base, int64_t m, const GemmOptions& opt, cudaStream_t stream) {
+cudaError_t dispatch_wide(const GemmParams& base, int64_t m, size_t ws_bytes, void* ws_ptr, const GemmOptions& opt,
+                          cudaStream_t stream) {
   const int tok = opt.wide_tokens != 0 ? opt.wide_tokens : m <= kWideTokensSmall ? kWideTokensSmall : kWideTokensBig;
-  return tok == kWideTokensSmall ? dispatch_wide_as<BITS, T, kWideTokensSmall>(base, m, opt, stream)
-                                 : dispatch_wide_as<BITS, T, kWideTokensBig>(base, m, opt, stream);
+  return tok == kWideTokensSmall ? dispatch_wide_as<BITS, T, kWideTokensSmall>(base, m, ws_bytes, ws_ptr, opt, stream)
+                                 : dispatch_wide_as<BITS, T, kWideTokensBig>(base, m, ws_bytes, ws_ptr, opt, stream);
 }
 
 // Whether auto takes the wide kernel's 64-token tiles (41-64 tokens) on this weight: where it measured faster than
@@ -557,7 +592,10 @@ size_t gemm_workspace_bytes(int64_t max_m, int64_t max_n) {
   // tokens x 256 columns), or one per 64-column strip of the decode kernel.
   const int64_t tiles = ((max_m + 15) / 16) * ((max_n + detail::kTileN - 1) / detail::kTileN);
   const int64_t counters = std::max(tiles, (max_n + 63) / 64);
-  return detail::split_workspace_bytes(counters, max_m, max_n);
+  // (The wide kernel's stream-K parks up to one 128-token tile per SM instead, whatever m and n.)
+  const int64_t sms = detail::sm_count();
+  return std::max(detail::split_workspace_bytes(counters, max_m, max_n),
+                  detail::split_workspace_bytes(sms, 1, detail::wide_slot_floats(sms, detail::kWideTokensBig)));
 }
 
 cudaError_t gemm_workspace_alloc(int64_t max_m, int64_t max_n, GemmWorkspace* ws, cudaStream_t stream) {
@@ -621,8 +659,9 @@ cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t 
                                            std::to_string(detail::kSwapMaxCluster));
   if (opt.strip_split < 0 || opt.strip_split > detail::kStripMaxSplit || opt.strip_per_sm < 0 || opt.strip_per_sm > 2)
     return fail(cudaErrorInvalidValue, "gemm_quant: strip_split must be 0 (auto), 1 or 2, strip_per_sm 0, 1 or 2");
-  if (opt.wide_split < 0 || opt.wide_split > detail::kWideMaxCluster)
-    return fail(cudaErrorInvalidValue, "gemm_quant: wide_split must be 0 (auto) or 1.." + std::to_string(detail::kWideMaxCluster));
+  if (opt.wide_split < kWideStreamK || opt.wide_split > detail::kWideMaxCluster)
+    return fail(cudaErrorInvalidValue, "gemm_quant: wide_split must be 0 (auto), -1 (stream-K) or 1.." +
+                                           std::to_string(detail::kWideMaxCluster));
   if (opt.wide_tokens != 0 && opt.wide_tokens != detail::kWideTokensSmall && opt.wide_tokens != detail::kWideTokensBig)
     return fail(cudaErrorInvalidValue, "gemm_quant: wide_tokens must be 0 (auto), 64 or 128");
   if (opt.kernel == GemmOptions::Kernel::kDecode && m > kDecodeMaxM)
@@ -657,10 +696,10 @@ cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t 
   const bool strip = opt.kernel == GemmOptions::Kernel::kStrip;
   const bool wide = opt.kernel == GemmOptions::Kernel::kWide;
   const cudaError_t e = with_weight_type(w, [&]<int BITS, typename T>() {
-    if (wide) return dispatch_wide<BITS, T>(p, m, opt, stream);
+    if (wide) return dispatch_wide<BITS, T>(p, m, ws.bytes, ws.ptr, opt, stream);
     if (automatic && m > kWideAutoMinM && (m > kWideTokensSmall || wide_small_tiles_pay(p.n, p.k))) {
       // A card or driver that cannot run it (clusters, tensor maps) falls back to the swapped-operand kernel.
-      const cudaError_t ew = dispatch_wide<BITS, T>(p, m, opt, stream);
+      const cudaError_t ew = dispatch_wide<BITS, T>(p, m, ws.bytes, ws.ptr, opt, stream);
       if (ew != cudaErrorNotSupported) return ew;
     }
     bool taken = false;

@@ -52,6 +52,8 @@ size_t gemm_workspace_bytes(int64_t max_m, int64_t max_n);
 cudaError_t gemm_workspace_alloc(int64_t max_m, int64_t max_n, GemmWorkspace* ws, cudaStream_t stream);
 void gemm_workspace_free(GemmWorkspace* ws);
 
+inline constexpr int kWideStreamK = -1;  // GemmOptions::wide_split: stream-K
+
 struct GemmOptions {
   // 0: stream-K - one stripe of the (tile, k tile) work per resident block, tiles cut between blocks wherever
   // the stripes fall; 1: whole tiles per block (no workspace used); > 1: at most that many blocks per tile.
@@ -68,7 +70,9 @@ struct GemmOptions {
   // Auto never picks the last two: slower at every m measured.
   enum class Kernel : uint8_t { kAuto, kTiled, kDecode, kSwap, kStrip, kWide };
   Kernel kernel = Kernel::kAuto;
-  // Wide kernel: blocks per tile (cluster split-k), 1..8; 0 chooses (gemm.cu, auto_wide_split).
+  // Wide kernel: blocks per tile (cluster split-k), 1..8; kWideStreamK (-1): stream-K (one block per SM, each a
+  // range of the (tile, 64-deep stage) work; needs the workspace, else as 0); 0 chooses (gemm.cu: stream-K from 1.5
+  // tiles a SM, kWideStreamKMinTilesPct, else auto_wide_split).
   int wide_split = 0;
   // Wide kernel: tokens per block tile, 64 or 128; 0 chooses (64 up to m = 64, else 128).
   int wide_tokens = 0;

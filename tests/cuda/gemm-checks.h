@@ -220,8 +220,7 @@ enum class Path {
   kQuant, kQuantNoSplit, kQuantTile16, kQuantTile64, kQuantTiled, kDecode, kDecodeLong, kSwap8, kSwap16, kSwap32,
   kSwap64, kSwap128, kSwapMma, kSwapStreamK, kSwapCluster2, kSwapCluster5, kSwapCluster8, kSwapCluster16,
   kSwap16Cluster4, kSwap8Scaled, kSwapPacked, kStrip, kStripOne, kStripPacked, kWide, kWideOne, kWideSplit3, kWideMcast,
-  kWide64, kWide128, kDense,
-  kDequant, kAutoCached
+  kWide64, kWide128, kWideStreamK, kWide64StreamK, kDense, kDequant, kAutoCached
 };
 inline const char* path_label(Path p) {
   switch (p) {
@@ -255,6 +254,8 @@ inline const char* path_label(Path p) {
     case Path::kWideMcast: return "wide-mcast";
     case Path::kWide64: return "wide64";
     case Path::kWide128: return "wide128";
+    case Path::kWideStreamK: return "wide-streamk";
+    case Path::kWide64StreamK: return "wide64-streamk";
     case Path::kDense: return "dense";
     case Path::kDequant: return "dequant";
     case Path::kAutoCached: return "auto-cached";
@@ -409,10 +410,12 @@ inline CheckResult check_gemm(Context& ctx, const GemmCase& g, double* err_out =
       case Path::kWideSplit3:
       case Path::kWideMcast:
       case Path::kWide64:
-      case Path::kWide128: {
+      case Path::kWide128:
+      case Path::kWideStreamK:
+      case Path::kWide64StreamK: {
         // The wide kernel forced: its own split, one block a tile, clusters of 3 (k ranges of unequal length), or
         // one block a tile with multicast pairs where the column groups pair up (each block loads half of every
-        // activation tile into both); its own token tile (64 up to m = 64), or 64 or 128 forced.
+        // activation tile into both), or stream-K; its own token tile (64 up to m = 64), or 64 or 128 forced.
         GemmOptions o;
         o.kernel = GemmOptions::Kernel::kWide;
         if (g.path == Path::kWideOne || g.path == Path::kWideMcast) o.wide_split = 1;
@@ -420,6 +423,8 @@ inline CheckResult check_gemm(Context& ctx, const GemmCase& g, double* err_out =
         if (g.path == Path::kWideMcast) o.wide_multicast = true;
         if (g.path == Path::kWide64) o.wide_tokens = 64;
         if (g.path == Path::kWide128) o.wide_tokens = 128;
+        if (g.path == Path::kWideStreamK || g.path == Path::kWide64StreamK) o.wide_split = kWideStreamK;
+        if (g.path == Path::kWide64StreamK) o.wide_tokens = 64;
         RTNQ_CHECK_CUDA_OR_FAIL(gemm_quant(d_a.ptr, w, d_c.ptr, g.m, ctx.ws, ctx.stream, o), label);
         break;
       }
@@ -601,6 +606,19 @@ inline std::vector<GemmCase> gemm_cases() {
       cases.push_back({64, 1000, 1536, bits, 32, act, Path::kWideMcast});     // 4
       cases.push_back({50, 576, 576, bits, 64, act, Path::kWideSplit3});
       for (int64_t m : {5, 64}) cases.push_back({m, 4096, 4096, bits, 128, act, Path::kWide128});
+      // Stream-K (132 blocks on an H100): tiles shared by 3 blocks (6144 x 4096 at m = 256, 23 stages a block), by
+      // ~11 (1000 x 1536), one stage a block with an odd m (scalar atomics) and groups of 16, long k (54 stages a
+      // block over 224-stage tiles), per-channel with k off the stage, whole tiles beside cut ones (12288 x 256:
+      // 144 tiles of 4 stages, 4-5 stages a block), one token; and 64-token tiles.
+      cases.push_back({256, 6144, 4096, bits, 128, act, Path::kWideStreamK});
+      cases.push_back({300, 1000, 1536, bits, 32, act, Path::kWideStreamK});
+      cases.push_back({77, 301, 256, bits, 16, act, Path::kWideStreamK});
+      cases.push_back({129, 4096, 14336, bits, 128, act, Path::kWideStreamK});
+      cases.push_back({260, 333, 200, bits, -1, act, Path::kWideStreamK});
+      cases.push_back({300, 12288, 256, bits, 64, act, Path::kWideStreamK});
+      cases.push_back({1, 4096, 4096, bits, 128, act, Path::kWideStreamK});
+      cases.push_back({64, 4096, 4096, bits, 128, act, Path::kWide64StreamK});
+      cases.push_back({101, 333, 200, bits, -1, act, Path::kWide64StreamK});
       cases.push_back({300, 1536, 576, bits, 128, act, Path::kDense});
       cases.push_back({1025, 576, 1536, bits, 64, act, Path::kDense});
       cases.push_back({0, 576, 1536, bits, 64, act, Path::kDequant});
@@ -675,6 +693,8 @@ inline CheckResult check_rejections(Context& ctx) {
   bad_wide.kernel = GemmOptions::Kernel::kWide;
   bad_wide.wide_split = 9;
   expect_error(gemm_quant(a.ptr, w, c.ptr, 4, ctx.ws, ctx.stream, bad_wide), "wide_split 9");
+  bad_wide.wide_split = -2;
+  expect_error(gemm_quant(a.ptr, w, c.ptr, 4, ctx.ws, ctx.stream, bad_wide), "wide_split -2");
   bad_wide.wide_split = 5;  // the 256-deep weight has 4 k batches
   expect_error(gemm_quant(a.ptr, w, c.ptr, 4, ctx.ws, ctx.stream, bad_wide), "wide_split 5 > 4 k batches");
   bad_wide.wide_split = 0;
