@@ -472,14 +472,6 @@ cudaError_t dispatch_strip(const GemmParams& base, int64_t m, const GemmOptions&
 // at 5): the time is not monotonic in the split, as clusters the occupancy query counts as one wave run like two.
 constexpr int64_t kWideSplitCostStages = 3;
 
-// Wide kernel, auto: stream-K from this many tiles per SM (in %) on. H100, the auto split against stream-K timed in
-// turn (`bench-gemm --wide-ab`, eighteenth session, us): it gains where the tiles are 1.7 to 7 per SM (8B gate_up at
-// m = 256 109.6 vs 111.5, at 512 190.0 vs 220.9, at 1024 400.5 vs 403.1; 70B gate_up at 256 356.6 vs 385.1) and
-// loses with fewer, whose tiles are cut among more blocks (8B gate_up at 128, 0.85 a SM: 61.8 vs 51.4; 8B down at
-// 1024, 0.97: 200.1 vs 193.0; 70B o and down at 256, 0.48: 69.0 vs 54.6, 200.2 vs 186.1), but for 70B qkv at 256
-// (0.61: 78.2 vs 97.7), where the split rule's clusters do not all run at once.
-constexpr int64_t kWideStreamKMinTilesPct = 150;
-
 // Blocks per tile for the wide kernel: the split whose waves (one block per SM: ceil(tiles / clusters the card
 // holds at once)) times each block's stages, plus the hand-off, is least; ties keep the smaller split.
 template <int BITS, typename T, int TOK>
@@ -510,14 +502,16 @@ cudaError_t dispatch_wide_as(const GemmParams& base, int64_t m, size_t ws_bytes,
   p.m_tiles = int(m_tiles);
   set_stage_scale_rows(p, base.group);
   p.evict_first = m_tiles == 1 ? 1 : 0;
-  // Stream-K: one block per SM (a block holds the SM's shared memory), each a range of the (tile, stage) units;
-  // every block may park one partial tile (a flag and a slot each). Without the workspace, the auto split instead.
-  // Auto takes it from kWideStreamKMinTiles tiles on.
+  // Stream-K (forced only): one block per SM (a block holds the SM's shared memory), each a range of the (tile,
+  // stage) units; every block may park one partial tile (a flag and a slot each). Without the workspace, the auto
+  // split instead. Auto does not take it: H100, against the auto split timed in turn (`bench-gemm --wide-ab`,
+  // eighteenth session, us), it loses where tiles are cut among three or more blocks (8B o at m = 256 36.2 vs 24.3,
+  // down 65.3 vs 61.6; 70B o 69.0 vs 54.6) and ties where there are 1.5 tiles a SM or more (8B gate_up at 512
+  // 190.0 vs 220.9 in one run, 188.6 vs 189.8 in the next; 70B gate_up at 512 744.1 vs 681.1, then 721.5 vs 720.1).
+  // It wins on 70B qkv at 256 (78.2 vs 97.7), where the split rule's clusters do not all run at once.
   const int64_t sk_blocks = std::min<int64_t>(sm_count(), tiles * p.kbs);
   const SplitWorkspace ws = carve_workspace(ws_ptr, ws_bytes, sk_blocks, 1, wide_slot_floats(sk_blocks, TOK));
-  const bool sk = opt.wide_split == kWideStreamK ||
-                  (opt.wide_split == 0 && tiles * 100 >= sm_count() * kWideStreamKMinTilesPct);
-  p.streamk = sk && ws.fits ? 1 : 0;
+  p.streamk = opt.wide_split == kWideStreamK && ws.fits ? 1 : 0;
   int64_t blocks;
   if (p.streamk) {
     if (tiles * p.kbs > INT32_MAX)

@@ -71,8 +71,8 @@ struct GemmOptions {
   enum class Kernel : uint8_t { kAuto, kTiled, kDecode, kSwap, kStrip, kWide };
   Kernel kernel = Kernel::kAuto;
   // Wide kernel: blocks per tile (cluster split-k), 1..8; kWideStreamK (-1): stream-K (one block per SM, each a
-  // range of the (tile, 64-deep stage) work; needs the workspace, else as 0); 0 chooses (gemm.cu: stream-K from 1.5
-  // tiles a SM, kWideStreamKMinTilesPct, else auto_wide_split).
+  // range of the (tile, 64-deep stage) work; needs the workspace, else as 0; auto never picks it, see gemm.cu);
+  // 0 chooses (gemm.cu, auto_wide_split).
   int wide_split = 0;
   // Wide kernel: tokens per block tile, 64 or 128; 0 chooses (64 up to m = 64, else 128).
   int wide_tokens = 0;
