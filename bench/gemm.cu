@@ -236,9 +236,9 @@ int profile_one(int64_t k, int64_t n, int64_t m, int nt, int cluster, bool wide 
 }
 
 // --wide-sweep K,N,M[,TOK]: graph-timed INT4 calls (weights rotated past L2) of the wide kernel with token tile
-// `tokens` (0: its own choice) at every split it can take (stream-K, auto, then 1..8 blocks a tile), next to the default kernel
-// choice and the swapped-operand kernel forced: the data behind the wide kernel's split rule and its place in the
-// dispatcher.
+// `tokens` (0: its own choice) at every split it can take (stream-K, auto, then 1..8 blocks a tile), next to the
+// default kernel choice and the swapped-operand kernel forced: the data behind the wide kernel's split rule and its
+// place in the dispatcher.
 int wide_sweep(int64_t k, int64_t n, int64_t m, int tokens) {
   cudaDeviceProp prop{};
   BENCH_CHECK(cudaGetDeviceProperties(&prop, 0));
@@ -256,7 +256,8 @@ int wide_sweep(int64_t k, int64_t n, int64_t m, int tokens) {
     o.kernel = rc::GemmOptions::Kernel::kWide;
     o.wide_split = split;
     o.wide_tokens = tokens;
-    const std::string label = split == 0 ? "auto " : split == rc::kWideStreamK ? "stream-K " : std::to_string(split) + ": ";
+    const std::string label =
+        split == 0 ? "auto " : split == rc::kWideStreamK ? "stream-K " : std::to_string(split) + ": ";
     std::printf(" %s%.1f", label.c_str(), t(o));
   }
   std::printf(" us\n");
@@ -279,7 +280,8 @@ int wide_ab(int64_t k, int64_t n, int64_t m, int tokens) {
   std::vector<double> us[2];
   for (int r = 0; r < 3; ++r)
     for (int v = 0; v < 2; ++v)
-      us[v].push_back(time_graph([&](int i) { BENCH_CHECK(rc::gemm_quant(s.a, s.w[i], s.c, m, s.ws, g_stream, o[v])); }, copies));
+      us[v].push_back(time_graph(
+          [&](int i) { BENCH_CHECK(rc::gemm_quant(s.a, s.w[i], s.c, m, s.ws, g_stream, o[v])); }, copies));
   for (auto& u : us) std::sort(u.begin(), u.end());
   std::printf("k=%lld n=%lld m=%lld tokens %d: wide auto split %.1f, stream-K %.1f us (stream-K / auto %.3f)\n",
               (long long)k, (long long)n, (long long)m, tokens, us[0][1], us[1][1], us[1][1] / us[0][1]);
@@ -454,7 +456,9 @@ int main(int argc, char** argv) {
       long long k = 0, n = 0, m = 0, nt = 0, cl = 0;
       if (std::sscanf(argv[++i], "%lld,%lld,%lld,%lld,%lld", &k, &n, &m, &nt, &cl) < 3 || k < 1 || n < 1 || m < 1) {
         std::fprintf(stderr, "bench-gemm: %s wants K,N,M%s\n", flag.c_str(),
-                     flag == "--one-wide" ? "[,SPLIT[,TOK]]" : flag == "--wide-sweep" || flag == "--wide-ab" ? "[,TOK]" : "[,NT[,CLUSTER]]");
+                     flag == "--one-wide"                             ? "[,SPLIT[,TOK]]"
+                     : flag == "--wide-sweep" || flag == "--wide-ab" ? "[,TOK]"
+                                                                     : "[,NT[,CLUSTER]]");
         return 2;
       }
       if (flag == "--one") return profile_one(k, n, m, int(nt), int(cl));

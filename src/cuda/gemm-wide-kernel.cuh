@@ -20,7 +20,8 @@
 // the fp32 partial tiles added through distributed shared memory) where the tiles alone would leave SMs idle. Every
 // block parks its fp32 tile in its own (spent) ring, so C is stored in coalesced 8-byte chunks either way. Optional
 // multicast pairs (csplit 1): two blocks on neighbouring column groups each load half of the shared activation tile
-// into both.
+// into both. Optional stream-K (forced only; see gemm.cu for why): one block per SM, each a range of (tile, stage)
+// units, tiles cut between blocks handed on through per-block workspace slots (wide_streamk_park / _gather).
 #pragma once
 
 #include <cooperative_groups.h>
@@ -170,7 +171,8 @@ __device__ void wide_streamk_park(float (&acc)[2][TOK / 8][4], const WideParams&
   for (int q = 0; q < 2; ++q)
 #pragma unroll
     for (int i = 0; i < TOK / 8; ++i)
-      __stcg(slot + (q * (TOK / 8) + i) * kWideConsumers, make_float4(acc[q][i][0], acc[q][i][1], acc[q][i][2], acc[q][i][3]));
+      __stcg(slot + (q * (TOK / 8) + i) * kWideConsumers,
+             make_float4(acc[q][i][0], acc[q][i][1], acc[q][i][2], acc[q][i][3]));
   __threadfence();
   asm volatile("bar.sync 1, %0;" ::"n"(kWideConsumers) : "memory");
   if (tid == 0)
@@ -188,7 +190,8 @@ __device__ void wide_streamk_gather(float (&acc)[2][TOK / 8][4], const WideParam
                                     unsigned char* ring, uint32_t bar) {
   constexpr int kChunks = TOK / 8 * 2;  // float4s a thread
   constexpr uint32_t kBytes = kChunks * kWideConsumers * 16;
-  static_assert(kBytes <= WideSizes<4, TOK>::kRingBytes && kBytes <= WideSizes<8, TOK>::kRingBytes, "a share fits the ring");
+  static_assert(kBytes <= WideSizes<4, TOK>::kRingBytes && kBytes <= WideSizes<8, TOK>::kRingBytes,
+                "a share fits the ring");
   asm volatile("bar.sync 1, %0;" ::"n"(kWideConsumers) : "memory");  // every warp's last wgmmas have read the ring
   for (int b = blockIdx.x + 1, n = 0; missing > 0; ++b, ++n) {
     __shared__ int s_covered;

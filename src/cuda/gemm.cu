@@ -531,7 +531,8 @@ cudaError_t dispatch_wide_as(const GemmParams& base, int64_t m, size_t ws_bytes,
     if (cs > 1 && gemm_wide_max_clusters<BITS, T, TOK>(cs) < 1)
       return fail(cudaErrorNotSupported, "gemm_quant: this card cannot run the wide kernel in clusters of " +
                                              std::to_string(cs));
-    if (tiles * cs > INT32_MAX) return fail(cudaErrorInvalidValue, "gemm_quant: m = " + std::to_string(m) + " is too large");
+    if (tiles * cs > INT32_MAX)
+      return fail(cudaErrorInvalidValue, "gemm_quant: m = " + std::to_string(m) + " is too large");
     p.csplit = cs;
     // Multicast pairs need an even number of column groups (each pair shares a token tile) and whole tiles per block.
     p.mcast = opt.wide_multicast && cs == 1 && groups % 2 == 0 && gemm_wide_max_clusters<BITS, T, TOK>(2) > 0 ? 2 : 1;
