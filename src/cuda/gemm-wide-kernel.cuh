@@ -371,12 +371,15 @@ __global__ void __launch_bounds__(kWideThreads, 1) gemm_wide_kernel(const __grid
     // Consumers.
     const int wg = warp >> 2, wstrip = warp & 3, g = lane >> 2, t = lane & 3;
     float acc[2][kTT][4];
+    auto zero_acc = [&] {
 #pragma unroll
-    for (int q = 0; q < 2; ++q)
+      for (int q = 0; q < 2; ++q)
 #pragma unroll
-      for (int i = 0; i < kTT; ++i)
+        for (int i = 0; i < kTT; ++i)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) acc[q][i][e] = 0.f;
+          for (int e = 0; e < 4; ++e) acc[q][i][e] = 0.f;
+    };
+    zero_acc();
     // A unit's raw words and scales of this warpgroup's two slices: INT4 the lane's 32-bit words 2 wg, 2 wg + 1;
     // INT8 its 16-byte word wg (words 4 wg .. 4 wg + 3); scales: the lane's scale words 2 wg, 2 wg + 1.
     struct Raw {
@@ -486,12 +489,7 @@ __global__ void __launch_bounds__(kWideThreads, 1) gemm_wide_kernel(const __grid
         } else {
           store();
         }
-#pragma unroll
-        for (int q = 0; q < 2; ++q)
-#pragma unroll
-          for (int i = 0; i < kTT; ++i)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) acc[q][i][e] = 0.f;
+        zero_acc();
         to_end = min(p.kbs, n_st - j - 1);
       }
     }

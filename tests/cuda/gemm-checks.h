@@ -607,7 +607,7 @@ inline std::vector<GemmCase> gemm_cases() {
       cases.push_back({50, 576, 576, bits, 64, act, Path::kWideSplit3});
       for (int64_t m : {5, 64}) cases.push_back({m, 4096, 4096, bits, 128, act, Path::kWide128});
       // Stream-K (132 blocks on an H100): tiles shared by 3 blocks (6144 x 4096 at m = 256, 23 stages a block), by
-      // ~11 (1000 x 1536), one stage a block with an odd m (scalar atomics) and groups of 16, long k (54 stages a
+      // ~11 (1000 x 1536), one stage a block with an odd m and groups of 16, long k (54 stages a
       // block over 224-stage tiles), per-channel with k off the stage, whole tiles beside cut ones (12288 x 256:
       // 144 tiles of 4 stages, 4-5 stages a block), one token; and 64-token tiles.
       cases.push_back({256, 6144, 4096, bits, 128, act, Path::kWideStreamK});
