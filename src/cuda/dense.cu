@@ -49,11 +49,11 @@ int64_t default_dense_crossover_m(int64_t n, int64_t k, int bits) {
   //   vs 4.6-4.7) in six readings of six; at 64 it loses (6.0-6.3).
   //   Above 64 tokens the fused path is the wide kernel (from 41 on most weights: kWideAutoMinM). H100, m = 128 /
   //   256, us, wide kernel vs cuBLAS BF16 (sixteenth session, run 3): 8B gate_up (117M) 51.8 / 108.1 vs 88.3 /
-  //   102.2, 8B down (59M) 37.6 / 67.5 vs 52.0 / 58.7, 70B o (67M, 8192 wide) 40.9 / 58.9 vs 49.9 / 54.5, 70B gate_up (470M) and down
-  //   (235M) 205.1 and 128.7 vs 345.9 and 180.5 at 128 (cuBLAS at 256); 8B qkv 20.7 vs 20.9, 8B o 17.7 vs 14.6
-  //   and 70B qkv (84M, 10240 wide) 66.5 vs 62.4 at 128. INT8 the same way at 128 (8B gate_up 63.0, down 43.6,
-  //   70B o 47.8 vs cuBLAS 88.3, 52.0, 49.9; 8B qkv 23.4, 70B qkv 74.7 vs 20.9, 62.4). So 128 from 100M weights
-  //   and from 40M on weights at most 8192 wide; else 64.
+  //   102.2, 8B down (59M) 37.6 / 67.5 vs 52.0 / 58.7, 70B o (67M, 8192 wide) 40.9 / 58.9 vs 49.9 / 54.5, 70B
+  //   gate_up (470M) and down (235M) 205.1 and 128.7 vs 345.9 and 180.5 at 128 (cuBLAS at 256); 8B qkv 20.7 vs
+  //   20.9, 8B o 17.7 vs 14.6 and 70B qkv (84M, 10240 wide) 66.5 vs 62.4 at 128. INT8 the same way at 128 (8B
+  //   gate_up 63.0, down 43.6, 70B o 47.8 vs cuBLAS 88.3, 52.0, 49.9; 8B qkv 23.4, 70B qkv 74.7 vs 20.9, 62.4). So
+  //   128 from 100M weights and from 40M on weights at most 8192 wide; else 64.
   const int64_t weights = n * k;
   if (weights < (int64_t(8) << 20)) return k >= 1536 ? 32 : 8;
   (void)bits;  // INT4 and INT8 cross at the same m since the wide kernel (above)

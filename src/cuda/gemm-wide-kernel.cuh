@@ -116,6 +116,9 @@ __device__ __forceinline__ void cluster_barrier_relaxed() {
   asm volatile("barrier.cluster.arrive.relaxed.aligned;\nbarrier.cluster.wait.aligned;" ::: "memory");
 }
 
+// The two consumer warpgroups meet (named barrier 1; the producer warpgroup takes no part).
+__device__ __forceinline__ void consumer_sync() { asm volatile("bar.sync 1, %0;" ::"n"(kWideConsumers) : "memory"); }
+
 // A tile's column group and token tile. One tile a block (or a cluster): the token tiles of a column group are
 // neighbours, so they run at once and the second reads the weights from L2. Stream-K: token tiles outermost, for the
 // same reason (block b and block b + grid / m_tiles are at the same column group at about the same time; with the
@@ -174,7 +177,7 @@ __device__ void wide_streamk_park(float (&acc)[2][TOK / 8][4], const WideParams&
       __stcg(slot + (q * (TOK / 8) + i) * kWideConsumers,
              make_float4(acc[q][i][0], acc[q][i][1], acc[q][i][2], acc[q][i][3]));
   __threadfence();
-  asm volatile("bar.sync 1, %0;" ::"n"(kWideConsumers) : "memory");
+  consumer_sync();
   if (tid == 0)
     asm volatile("st.release.gpu.global.b32 [%0], %1;" ::"l"(p.counters + blockIdx.x), "r"(covered) : "memory");
 }
@@ -192,7 +195,7 @@ __device__ void wide_streamk_gather(float (&acc)[2][TOK / 8][4], const WideParam
   constexpr uint32_t kBytes = kChunks * kWideConsumers * 16;
   static_assert(kBytes <= WideSizes<4, TOK>::kRingBytes && kBytes <= WideSizes<8, TOK>::kRingBytes,
                 "a share fits the ring");
-  asm volatile("bar.sync 1, %0;" ::"n"(kWideConsumers) : "memory");  // every warp's last wgmmas have read the ring
+  consumer_sync();  // every warp's last wgmmas have read the ring
   for (int b = blockIdx.x + 1, n = 0; missing > 0; ++b, ++n) {
     __shared__ int s_covered;
     if (tid == 0) {
@@ -220,9 +223,9 @@ __device__ void wide_streamk_gather(float (&acc)[2][TOK / 8][4], const WideParam
 #pragma unroll
     for (int c = 0; c < kChunks; ++c) __stcg(slot + c * kWideConsumers, make_float4(0.f, 0.f, 0.f, 0.f));
     // Every thread has read the ring before the next share lands in it (and s_covered is read before it changes).
-    asm volatile("bar.sync 1, %0;" ::"n"(kWideConsumers) : "memory");
+    consumer_sync();
     missing -= s_covered;
-    asm volatile("bar.sync 1, %0;" ::"n"(kWideConsumers) : "memory");
+    consumer_sync();
   }
 }
 
@@ -238,6 +241,7 @@ __global__ void __launch_bounds__(kWideThreads, 1) gemm_wide_kernel(const __grid
   extern __shared__ __align__(128) unsigned char smem_raw[];  // (as every kernel declares it; aligned below)
   unsigned char* smem = smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u);
   __shared__ __align__(8) uint64_t full_bar[kS], empty_bar[kS], gather_bar;
+  constexpr uint32_t kBarBytes = sizeof(uint64_t);  // barrier s of a ring: its slot 0's address + kBarBytes * s
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   // This block's stages: units [u0, u0 + n_st) of the (tile, 64-deep stage) order. Split-k and one tile a block:
@@ -254,13 +258,11 @@ __global__ void __launch_bounds__(kWideThreads, 1) gemm_wide_kernel(const __grid
   }
   const int mrank = p.mcast > 1 ? int(blockIdx.x) & 1 : 0;  // this block's half of a multicast pair's loads
   const uint32_t ring = smem_u32(smem);
-  auto full = [&](int s) { return smem_u32(&full_bar[s]); };
-  auto empty = [&](int s) { return smem_u32(&empty_bar[s]); };
   if (tid == 0) {
     for (int s = 0; s < kS; ++s) {
-      mbar_init(full(s), 1);                      // the producer's arrival (+ the stage's bytes)
+      mbar_init(smem_u32(&full_bar[s]), 1);       // the producer's arrival (+ the stage's bytes)
       // One arrival per consumer warp of every block whose copies fill this stage (both of a multicast pair).
-      mbar_init(empty(s), kWideConsumers / 32 * p.mcast);
+      mbar_init(smem_u32(&empty_bar[s]), kWideConsumers / 32 * p.mcast);
     }
     mbar_init(smem_u32(&gather_bar), 1);  // stream-K: the shares a head's block gathers
     mbar_init_fence();
@@ -286,7 +288,7 @@ __global__ void __launch_bounds__(kWideThreads, 1) gemm_wide_kernel(const __grid
       // addresses re-read from special registers) at ~0.57 us a stage on 8B gate_up at m = 64: no faster than the
       // consumers, which then waited on full barriers. So every per-stage quantity is a running count here, and
       // the divisions run once a tile.
-      const uint32_t full0 = full(0), empty0 = empty(0);
+      const uint32_t full0 = smem_u32(full_bar), empty0 = smem_u32(empty_bar);
       const int64_t s_row_bytes = int64_t(p.n_pad) * 2;
       const int spg = p.group >= kWideK ? p.group / kWideK : 0;  // stages per scale group (0: groups under 64)
       // The activation half this block loads in a multicast pair (into both blocks), or the whole tile.
@@ -340,19 +342,19 @@ __global__ void __launch_bounds__(kWideThreads, 1) gemm_wide_kernel(const __grid
       for (int j = 0; j < kFirst; ++j)
         if (j < first) {
           first_kb[j] = kb, first_row[j] = a_row;
-          issue_ws(ring + j * Sz::kStageBytes, full0 + 8 * j);
+          issue_ws(ring + j * Sz::kStageBytes, full0 + kBarBytes * j);
           next(j);
         }
       asm volatile("griddepcontrol.wait;" ::: "memory");
 #pragma unroll
       for (int j = 0; j < kFirst; ++j)
-        if (j < first) issue_a(ring + j * Sz::kStageBytes, full0 + 8 * j, first_kb[j], first_row[j]);
+        if (j < first) issue_a(ring + j * Sz::kStageBytes, full0 + kBarBytes * j, first_kb[j], first_row[j]);
       mbar_wait(full0, 0);
       int slot = first;        // ring slot of stage j
       uint32_t empty_par = 1;  // flips as slot wraps: stage j >= kS waits for its slot's empty phase j / kS - 1
       for (int j = first; j < n_st; ++j) {
-        if (j >= kS) mbar_wait(empty0 + 8 * slot, empty_par);
-        const uint32_t base = ring + slot * Sz::kStageBytes, bar = full0 + 8 * slot;
+        if (j >= kS) mbar_wait(empty0 + kBarBytes * slot, empty_par);
+        const uint32_t base = ring + slot * Sz::kStageBytes, bar = full0 + kBarBytes * slot;
         issue_ws(base, bar);
         issue_a(base, bar, kb, a_row);
         next(j);
@@ -409,8 +411,8 @@ __global__ void __launch_bounds__(kWideThreads, 1) gemm_wide_kernel(const __grid
     };
     // The stage hand-back: lane r of every warp arrives on the empty barrier of multicast partner r (both partners'
     // copies fill a stage), or lane 0 on its own block's (rank `rank` of a split-k cluster); other lanes do not.
-    const uint32_t full0 = full(0);
-    const uint32_t empty0_at = mapa_shared(empty(0), p.mcast > 1 ? lane : rank);
+    const uint32_t full0 = smem_u32(full_bar);
+    const uint32_t empty0_at = mapa_shared(smem_u32(empty_bar), p.mcast > 1 ? lane : rank);
     const bool hands_back = lane < p.mcast;
     const int col_in = wstrip * 64 + 32 * wg + g;  // this lane's first accumulator column within a tile
     Raw raw[2];
@@ -450,12 +452,12 @@ __global__ void __launch_bounds__(kWideThreads, 1) gemm_wide_kernel(const __grid
         wgmma_commit();
         // (Here, not right after the wait: an arrival between a wait and the next wgmmas made ptxas serialize
         // every wgmma, warning C7513.)
-        if (u == 1 && j > 0) mbar_arrive_remote_if(empty0_at + 8 * prev, hands_back);
+        if (u == 1 && j > 0) mbar_arrive_remote_if(empty0_at + kBarBytes * prev, hands_back);
         if (u + 1 < kWideK / 16) {
           load_raw(stage, u + 1, raw[(u + 1) & 1]);
         } else if (j + 1 < n_st) {
           if (++st == kS) st = 0, phase ^= 1;
-          mbar_wait(full0 + 8 * st, phase);
+          mbar_wait(full0 + kBarBytes * st, phase);
           load_raw(smem + st * Sz::kStageBytes, 0, raw[0]);
         }
       }
@@ -504,7 +506,7 @@ __global__ void __launch_bounds__(kWideThreads, 1) gemm_wide_kernel(const __grid
     wide_tile_at(p, int(blockIdx.x) / p.csplit, cg, mt);
     const int m0 = mt * TOK;
     // Park: every consumer warp is past its last wgmma (which read the ring) before any overwrites it.
-    asm volatile("bar.sync 1, %0;" ::"n"(kWideConsumers) : "memory");
+    consumer_sync();
     float* red = reinterpret_cast<float*>(smem);
 #pragma unroll
     for (int i = 0; i < kTT; ++i) {

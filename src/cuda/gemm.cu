@@ -509,20 +509,21 @@ cudaError_t dispatch_wide_as(const GemmParams& base, int64_t m, size_t ws_bytes,
   // down 65.3 vs 61.6; 70B o 69.0 vs 54.6) and ties where there are 1.5 tiles a SM or more (8B gate_up at 512
   // 190.0 vs 220.9 in one run, 188.6 vs 189.8 in the next; 70B gate_up at 512 744.1 vs 681.1, then 721.5 vs 720.1).
   // It wins on 70B qkv at 256 (78.2 vs 97.7), where the split rule's clusters do not all run at once.
-  const int64_t sk_blocks = std::min<int64_t>(sm_count(), tiles * p.kbs);
-  const SplitWorkspace ws = carve_workspace(ws_ptr, ws_bytes, sk_blocks, 1, wide_slot_floats(sk_blocks, TOK));
-  p.streamk = opt.wide_split == kWideStreamK && ws.fits ? 1 : 0;
-  int64_t blocks;
+  int64_t blocks = 0;
+  if (opt.wide_split == kWideStreamK) {
+    blocks = std::min<int64_t>(sm_count(), tiles * p.kbs);
+    const SplitWorkspace ws = carve_workspace(ws_ptr, ws_bytes, blocks, 1, wide_slot_floats(blocks, TOK));
+    p.streamk = ws.fits ? 1 : 0;
+    p.counters = ws.counters;
+    p.ws = ws.partials;
+  }
   if (p.streamk) {
     if (tiles * p.kbs > INT32_MAX)
       return fail(cudaErrorInvalidValue, "gemm_quant: m = " + std::to_string(m) + " is too large");
     p.units = int(tiles * p.kbs);
     p.groups = int(groups);
-    p.counters = ws.counters;
-    p.ws = ws.partials;
     p.csplit = 1;
     p.mcast = 1;
-    blocks = sk_blocks;
   } else {
     const int cs = opt.wide_split > 0 ? opt.wide_split : auto_wide_split<BITS, T, TOK>(tiles, p.kbs);
     if (cs > p.kbs)

@@ -140,9 +140,9 @@ cudaError_t cublas_gemm_nt(const void* a, const void* b, void* c, int64_t m, int
 inline constexpr int64_t kSwapTwoTileMaxN = 6144;
 
 // Above this many tokens gemm_quant's auto choice is the wide kernel (gemm.cu: 64-token tiles up to 64 tokens where
-// wide_small_tiles_pay, 128 above); the default crossover counts on it. H100, seventeenth session (docs/perf-notes.md): at 48 tokens the wide
-// kernel's 8B layer takes 85.2 us against 87.8 for the swapped-operand kernel; at 32 the latter's 32-token tiles
-// win by far (8B gate_up 28.9 vs 40.6 with the kernel of that run).
+// wide_small_tiles_pay, 128 above); the default crossover counts on it. H100, seventeenth session
+// (docs/perf-notes.md): at 48 tokens the wide kernel's 8B layer takes 85.2 us against 87.8 for the swapped-operand
+// kernel; at 32 the latter's 32-token tiles win by far (8B gate_up 28.9 vs 40.6 with the kernel of that run).
 inline constexpr int64_t kWideAutoMinM = 40;
 
 // Crossover m above which gemm_auto takes the cuBLAS path. Measured by bench/gemm.cu on an H100 (see
