@@ -7,7 +7,7 @@
 // above 3x L2, so the cache is never warm from the previous call), median of the replays.
 // Usage: bench-gemm [out_dir] [--quick] [--decode-only] [--swap-only] [--no-variants] [--hot] [--ms M1,M2,..]
 //                   [--shapes 8B,70B,..] [--one K,N,M[,NT[,CLUSTER]]] [--one-wide K,N,M[,SPLIT[,TOK]]]
-//                   [--wide-sweep K,N,M[,TOK]] [--wide-ab K,N,M[,TOK]]
+//                   [--wide-sweep K,N,M[,TOK]] [--wide-ab K,N,M[,TOK]] [--cross K,N [--ms M1,M2,..]]
 //   (writes out_dir/gemm.md and out_dir/gemm.json)
 //   --decode-only: only the decode-kernel variants table (m = 1, 4, 16), for quick A/B runs;
 //   --swap-only: only the swapped-operand kernel's variants table (m = 1..256, or those of --ms);
@@ -15,7 +15,8 @@
 //   (NT: swap_tokens, CLUSTER: swap_cluster); --one-wide: the same with the wide kernel forced (SPLIT: wide_split,
 //   TOK: wide_tokens); --wide-sweep K,N,M[,TOK]: graph-timed INT4 calls of the wide kernel (token tile TOK, 0 its
 //   own choice) at each split, beside auto and the swapped-operand kernel; --wide-ab K,N,M[,TOK]: its auto split
-//   against stream-K, timed in turn;
+//   against stream-K, timed in turn; --cross K,N: the fused INT4 call against cuBLAS BF16 at each m (of --ms, or
+//   8-512), timed in turn: the crossover measured on this card, beside the library's default;
 //   --no-variants: skip both variants tables; --ms: the m values of the main table; --shapes: only these models;
 //   --hot: no weight rotation (weights that fit stay in L2: the per-call cost without the DRAM stream);
 //   --trace K,N,M[,NT[,CLUSTER]] (builds with -DRTNQ_SWAP_TRACE only): one graph of back-to-back INT4 calls over
@@ -288,6 +289,59 @@ int wide_ab(int64_t k, int64_t n, int64_t m, int tokens) {
   return 0;
 }
 
+// --cross K,N [--ms LIST]: where the dual path should switch on this card for one weight shape. At each m the
+// fused INT4 call (gemm_quant's own kernel choice) and cuBLAS BF16 on a dense copy are timed in turn, three times
+// each (medians: the two alternate so that clock drift under sustained load falls on both), weights rotated past
+// L2. Prints a row per m, the largest m below which the fused kernel always won, and the library's default
+// crossover for this card (dense_crossover_m_for), so a caller can pass its own to gemm_auto.
+int cross_sweep(int64_t k, int64_t n, std::vector<int64_t> ms, cublasHandle_t cublas) {
+  cudaDeviceProp prop{};
+  BENCH_CHECK(cudaGetDeviceProperties(&prop, 0));
+  if (ms.empty()) ms = {8, 16, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256, 384, 512};
+  const int64_t max_m = *std::max_element(ms.begin(), ms.end());
+  const double dense_bytes = double(n) * k * 2;
+  const int c4 = copies_for(double(n) * k / 2, prop.l2CacheSize), cd = copies_for(dense_bytes, prop.l2CacheSize);
+  auto w4 = make_weights(n, k, 4, c4, 11);
+  std::vector<void*> dense(cd);
+  for (auto& d : dense) {
+    BENCH_CHECK(cudaMalloc(&d, size_t(dense_bytes)));
+    fill_random(d, size_t(n * k), DType::kBF16, 13);
+  }
+  void *a, *c;
+  BENCH_CHECK(cudaMalloc(&a, size_t(max_m * k * 2)));
+  BENCH_CHECK(cudaMalloc(&c, size_t(max_m * n * 2)));
+  fill_random(a, size_t(max_m * k), DType::kBF16, 14);
+  rc::GemmWorkspace ws;
+  BENCH_CHECK(rc::gemm_workspace_alloc(std::max<int64_t>(max_m, 256), n, &ws, g_stream));
+  const double hbm = rc::card_peak_hbm_gbs();
+  std::printf("# --cross k=%lld n=%lld on %s (peak HBM %.0f GB/s): us, medians of 3 alternated timings\n",
+              (long long)k, (long long)n, prop.name, hbm);
+  std::printf("| m | fused INT4 | cuBLAS BF16 | fused / cuBLAS |\n|---|---|---|---|\n");
+  int64_t cross = 0;
+  bool lost = false;
+  for (int64_t m : ms) {
+    std::vector<double> tf, tb;
+    for (int r = 0; r < 3; ++r) {
+      tf.push_back(time_graph([&](int i) { BENCH_CHECK(rc::gemm_quant(a, w4[i], c, m, ws, g_stream)); }, c4));
+      tb.push_back(time_graph(
+          [&](int i) { BENCH_CHECK(rc::cublas_gemm_nt(a, dense[i], c, m, n, k, DType::kBF16, cublas)); }, cd));
+    }
+    std::sort(tf.begin(), tf.end());
+    std::sort(tb.begin(), tb.end());
+    std::printf("| %lld | %.1f | %.1f | %.3f |\n", (long long)m, tf[1], tb[1], tf[1] / tb[1]);
+    if (tf[1] > tb[1]) lost = true;
+    if (!lost) cross = m;
+  }
+  std::printf("measured crossover (the fused kernel wins up to): %lld; library default on this card: %lld\n",
+              (long long)cross, (long long)rc::default_dense_crossover_m(n, k, 4));
+  for (auto& w : w4) rc::repacked_weight_free(&w);
+  for (auto* d : dense) BENCH_CHECK(cudaFree(d));
+  BENCH_CHECK(cudaFree(a));
+  BENCH_CHECK(cudaFree(c));
+  rc::gemm_workspace_free(&ws);
+  return 0;
+}
+
 #ifdef RTNQ_SWAP_TRACE
 // --trace: per call of one graph (the calls back to back, as time_graph runs them), from %globaltimer stamps of every
 // block, in us: when its first block started, the first and last release from griddepcontrol.wait, the last block's
@@ -432,6 +486,7 @@ int main(int argc, char** argv) {
   bool quick = false, decode_only = false, swap_only = false, variants = true;
   std::vector<int64_t> ms_arg;
   std::string models_arg;
+  long long cross_k = 0, cross_n = 0;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) quick = true;
     else if (std::strcmp(argv[i], "--decode-only") == 0) decode_only = true;
@@ -472,6 +527,11 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "bench-gemm: --trace needs a build with -DRTNQ_SWAP_TRACE (scripts/gpu-check.sh --trace)\n");
       return 2;
 #endif
+    } else if (std::strcmp(argv[i], "--cross") == 0 && i + 1 < argc) {
+      if (std::sscanf(argv[++i], "%lld,%lld", &cross_k, &cross_n) != 2 || cross_k < 1 || cross_n < 1) {
+        std::fprintf(stderr, "bench-gemm: --cross wants K,N\n");
+        return 2;
+      }
     } else if (std::strcmp(argv[i], "--shapes") == 0 && i + 1 < argc) models_arg = "," + std::string(argv[++i]) + ",";
     else out_dir = argv[i];
   }
@@ -481,6 +541,7 @@ int main(int argc, char** argv) {
   cublasHandle_t cublas;
   if (cublasCreate(&cublas) != CUBLAS_STATUS_SUCCESS) return 1;
   cublasSetStream(cublas, g_stream);
+  if (cross_k > 0) return cross_sweep(cross_k, cross_n, ms_arg, cublas);
   const double l2 = prop.l2CacheSize;
   const double copy_gbs = copy_bandwidth_gbs();
   std::printf("# bench-gemm on %s (%d SMs, L2 %.0f MB), copy bandwidth %.0f GB/s (read+write)%s\n", prop.name,
@@ -681,17 +742,21 @@ int main(int argc, char** argv) {
         BENCH_CHECK(rc::gemm_auto_cached(a, w4[i % c4], dense[i % cd], c, m, ws, cublas, g_stream));
       };
       r.us_auto = time_graph(auto_call, ca);
-      if (m >= 256) {
-        // Large m: both columns are tensor-core bound and the card's clock drifts with sustained load, so the
-        // order of timing alone moved the ratio by +-10% in earlier runs. Time the two alternately, three
-        // times each, and keep the medians.
-        std::vector<double> tb{r.us_bf16}, ta{r.us_auto};
-        for (int rep = 0; rep < 2; ++rep) {
-          tb.push_back(time_graph(bf16_call, cd));
-          ta.push_back(time_graph(auto_call, ca));
-        }
-        std::sort(tb.begin(), tb.end());
-        std::sort(ta.begin(), ta.end());
+      if (m >= 64) {
+        // From 64 tokens both paths draw the card to its power cap, and its clock then depends on what ran just
+        // before: the order of timing alone moved the ratio by +-10% on the H100, and on the H200 the dual path's
+        // fused call at m = 128 read 5-20% slower than the identical call of the INT4 column timed first (70B
+        // gate_up 233.9 vs 202.8 us). Time the three columns twice more, each time in a rotated order, so that each
+        // column is timed once first, once second and once last; keep the medians.
+        const auto q4_call = [&](int i) { BENCH_CHECK(rc::gemm_quant(a, w4[i], c, m, ws, g_stream)); };
+        std::vector<double> tq{r.us_q4}, tb{r.us_bf16}, ta{r.us_auto};
+        const std::function<void()> timings[3] = {[&] { tq.push_back(time_graph(q4_call, c4)); },
+                                                  [&] { tb.push_back(time_graph(bf16_call, cd)); },
+                                                  [&] { ta.push_back(time_graph(auto_call, ca)); }};
+        for (int rep = 1; rep <= 2; ++rep)
+          for (int j = 0; j < 3; ++j) timings[(rep + j) % 3]();
+        for (auto* t : {&tq, &tb, &ta}) std::sort(t->begin(), t->end());
+        r.us_q4 = tq[1];
         r.us_bf16 = tb[1];
         r.us_auto = ta[1];
       }
@@ -759,6 +824,13 @@ int main(int argc, char** argv) {
         break;
       }
     std::snprintf(line, sizeof line, " %s/%s=%lld;", s.model, s.name, (long long)cross);
+    md += line;
+  }
+  std::snprintf(line, sizeof line, "\nDual path's default crossover on this card (peak HBM %.0f GB/s; fused up to):",
+                rc::card_peak_hbm_gbs());
+  md += line;
+  for (const Shape& s : shapes) {
+    std::snprintf(line, sizeof line, " %s/%s=%lld;", s.model, s.name, (long long)rc::default_dense_crossover_m(s.n, s.k, 4));
     md += line;
   }
   md += "\n";

@@ -1,5 +1,6 @@
 // The compute-bound side of the dual path: dequantize once into a scratch buffer, then cuBLAS; and the
 // choice between that and the fused kernel.
+#include <atomic>
 #include <string>
 
 #include "cuda/cuda-error.h"
@@ -34,7 +35,29 @@ cudaError_t gemm_dense(const void* a, const RepackedWeight& w, void* c, int64_t 
   return cudaSuccess;
 }
 
-int64_t default_dense_crossover_m(int64_t n, int64_t k, int bits) {
+double card_peak_hbm_gbs() {
+  // Per device (a process may drive cards of two kinds); a race only computes the same value twice.
+  constexpr int kMaxDevices = 64;
+  static std::atomic<double> cache[kMaxDevices];
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= kMaxDevices) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  double gbs = cache[dev].load(std::memory_order_relaxed);
+  if (gbs > 0) return gbs;
+  int clock_khz = 0, bus_bits = 0;
+  if (cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, dev) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  gbs = 2.0 * clock_khz * 1e3 * (bus_bits / 8.0) / 1e9;  // two transfers a clock (HBM: double data rate)
+  cache[dev].store(gbs, std::memory_order_relaxed);
+  return gbs;
+}
+
+int64_t dense_crossover_m_for(int64_t n, int64_t k, int bits, double hbm_gbs) {
   // Measured by bench-gemm (docs/perf-notes.md, "Swapped-operand kernel"): the largest m of {16, 32, 64, 128,
   // 256} at which the fused INT4 kernel still beats cuBLAS BF16 on a dense copy. It grows with the weight count,
   // because the fused kernel's fixed cost (launch, ramp, split-k hand-off) is paid once per call while its
@@ -53,12 +76,29 @@ int64_t default_dense_crossover_m(int64_t n, int64_t k, int bits) {
   //   gate_up (470M) and down (235M) 205.1 and 128.7 vs 345.9 and 180.5 at 128 (cuBLAS at 256); 8B qkv 20.7 vs
   //   20.9, 8B o 17.7 vs 14.6 and 70B qkv (84M, 10240 wide) 66.5 vs 62.4 at 128. INT8 the same way at 128 (8B
   //   gate_up 63.0, down 43.6, 70B o 47.8 vs cuBLAS 88.3, 52.0, 49.9; 8B qkv 23.4, 70B qkv 74.7 vs 20.9, 62.4). So
-  //   128 from 100M weights and from 40M on weights at most 8192 wide; else 64.
+  //   128 from 100M weights and from 40M on weights at most 8192 wide; else 64. 70B down (235M, 8192 wide, k =
+  //   28672) wins up to 256: fused vs cuBLAS at 192 171.7 vs 184.8 and 172.1 vs 187.3, at 256 194.0 vs 206.0,
+  //   179.7 vs 192.9 and 191.6 vs 195.3 (four H100 tables, seventeenth and eighteenth sessions).
+  // H200 (4.8 TB/s peak; nineteenth session, `bench-gemm --cross`, fused vs cuBLAS timed in turn, medians of 3):
+  // cuBLAS reads its dense copy 1.4x faster, so the lighter linears cross earlier. 8B o (17M) loses from 64 (11.9
+  // vs 11.2 us; 11.2 vs 13.4 at 48); 70B o (67M, 8192 wide) from 80 (36.7 vs 35.5; 40.3 vs 36.8 at 128). 8B qkv
+  // and 70B qkv still cross at 64, 8B down (59M, 4096 wide) and both gate_up at 128 (8B down by 3%: 35.5 vs 36.7).
+  // 70B down at 128 read 115.7 vs 121.9 in one run and 131.9 vs 125.0 in the next: not the H100's 256. So: 48
+  // under 20M weights; 128 from 100M weights and from 40M on weights at most 4096 wide; else 64.
   const int64_t weights = n * k;
   if (weights < (int64_t(8) << 20)) return k >= 1536 ? 32 : 8;
   (void)bits;  // INT4 and INT8 cross at the same m since the wide kernel (above)
-  const bool wide_wins_128 = weights >= (int64_t(100) << 20) || (weights >= (int64_t(40) << 20) && n <= 8192);
-  return wide_wins_128 ? 128 : 64;
+  constexpr int64_t kMi = int64_t(1) << 20;
+  if (hbm_gbs >= kHighBandwidthGbs) {
+    if (weights < 20 * kMi) return 48;
+    return weights >= 100 * kMi || (weights >= 40 * kMi && n <= 4096) ? 128 : 64;
+  }
+  if (weights >= 200 * kMi && n <= 8192) return 256;
+  return weights >= 100 * kMi || (weights >= 40 * kMi && n <= 8192) ? 128 : 64;
+}
+
+int64_t default_dense_crossover_m(int64_t n, int64_t k, int bits) {
+  return dense_crossover_m_for(n, k, bits, card_peak_hbm_gbs());
 }
 
 cudaError_t gemm_auto(const void* a, const RepackedWeight& w, void* c, int64_t m, const GemmWorkspace& ws,

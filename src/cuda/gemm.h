@@ -145,9 +145,17 @@ inline constexpr int64_t kSwapTwoTileMaxN = 6144;
 // kernel; at 32 the latter's 32-token tiles win by far (8B gate_up 28.9 vs 40.6 with the kernel of that run).
 inline constexpr int64_t kWideAutoMinM = 40;
 
-// Crossover m above which gemm_auto takes the cuBLAS path. Measured by bench/gemm.cu on an H100 (see
-// docs/perf-notes.md, "## CUDA GEMM"); a caller with its own measurement passes it to gemm_auto instead.
+// Crossover m above which gemm_auto takes the cuBLAS path, for a card whose HBM peaks at hbm_gbs (GB/s). Measured
+// by bench/gemm.cu on an H100 80GB HBM3 (3.35 TB/s peak) and an H200 (4.8 TB/s; see docs/perf-notes.md, "## CUDA
+// GEMM"): cuBLAS on a dense copy is bound by the weight bytes at these m, so the more bandwidth, the earlier it
+// wins. Cards from kHighBandwidthGbs on take the H200's values, slower ones the H100's. A caller with its own
+// measurement (bench-gemm --cross) passes it to gemm_auto instead.
+inline constexpr double kHighBandwidthGbs = 4000;
+int64_t dense_crossover_m_for(int64_t n, int64_t k, int bits, double hbm_gbs);
+// The same for the current device (its peak from card_peak_hbm_gbs).
 int64_t default_dense_crossover_m(int64_t n, int64_t k, int bits);
+// The current device's peak HBM bandwidth in GB/s (memory clock x bus width x 2), 0 where the driver does not say.
+double card_peak_hbm_gbs();
 
 // m <= crossover: gemm_quant; else gemm_dense (scratch must then hold n*k*2 bytes). crossover < 0: default.
 cudaError_t gemm_auto(const void* a, const RepackedWeight& w, void* c, int64_t m, const GemmWorkspace& ws,
