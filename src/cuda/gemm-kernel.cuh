@@ -101,6 +101,27 @@ struct ActTraits<__nv_bfloat16> {
   static __device__ __forceinline__ float high_f32(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
 };
 
+// Deferred scales (the strip kernel and the swapped-operand kernel's 8/16-token tiles): at a scale group's end, the
+// group's partial sums pacc - MMAs of the integer weights - join the accumulators, scaled per column. In the MMA's
+// C fragment lane (g, t) holds columns 16 q + g (entries 0, 1) and 16 q + 8 + g (entries 2, 3) of slice q, whose
+// scales are the low and high halves of word q of the lane's scale row.
+template <typename Tr, int Q, int TT>
+__device__ __forceinline__ void fold_group_scales(float (&acc)[Q][TT][4], const float (&pacc)[Q][TT][4],
+                                                  const uint4& scales) {
+  const uint32_t s_all[4] = {scales.x, scales.y, scales.z, scales.w};
+#pragma unroll
+  for (int q = 0; q < Q; ++q) {
+    const float lo = Tr::low_f32(s_all[q]), hi = Tr::high_f32(s_all[q]);
+#pragma unroll
+    for (int i = 0; i < TT; ++i) {
+      acc[q][i][0] = fmaf(pacc[q][i][0], lo, acc[q][i][0]);
+      acc[q][i][1] = fmaf(pacc[q][i][1], lo, acc[q][i][1]);
+      acc[q][i][2] = fmaf(pacc[q][i][2], hi, acc[q][i][2]);
+      acc[q][i][3] = fmaf(pacc[q][i][3], hi, acc[q][i][3]);
+    }
+  }
+}
+
 __device__ __forceinline__ uint32_t lop3_and_or(uint32_t a, uint32_t b, uint32_t c) {
   uint32_t d;
   // (a & b) | c in one instruction: truth table 0xF0 & 0xCC | 0xAA = 0xEA.

@@ -27,6 +27,7 @@
 
 #include <atomic>
 
+#include "cuda/async-copy.cuh"
 #include "cuda/gemm-kernel.cuh"
 #include "cuda/launch-util.h"
 
@@ -96,10 +97,9 @@ __global__ void __launch_bounds__(kStripThreads, 1) gemm_strip_kernel(StripParam
   const int strip = int(blockIdx.x) / p.csplit, rank = int(blockIdx.x) % p.csplit;
   if (p.csplit == 2) {
     if (rank == 0 && tid == 0) {
-      asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_u32(&s_recv_bar)) : "memory");
-      asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-      asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(&s_recv_bar)),
-                   "r"(p.m * 64 * 4) : "memory");
+      mbar_init(smem_u32(&s_recv_bar), 1);
+      mbar_init_fence();
+      mbar_arrive_expect_tx(smem_u32(&s_recv_bar), uint32_t(p.m * 64 * 4));
     }
     asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory");
   }
@@ -220,25 +220,17 @@ __global__ void __launch_bounds__(kStripThreads, 1) gemm_strip_kernel(StripParam
         }
       }
     }
-    // The group's (or this warp's piece's) last batch: scale its partial sums into the accumulators. Lane (g, t)
-    // holds columns 16 q + g (low half of scale word q) and 16 q + 8 + g (high half).
+    // The group's (or this warp's piece's) last batch: its partial sums join the accumulators, scaled; the next
+    // group's start from zero.
     if (++g_pos == p.group_batches || it == n_it - 1) {
       g_pos = 0;
-      const uint4 s4 = *reinterpret_cast<const uint4*>(base + Sz::kWBytes + Sz::kABytes + g * 16);
-      const uint32_t s_all[4] = {s4.x, s4.y, s4.z, s4.w};
+      fold_group_scales<Tr>(acc, pacc, *reinterpret_cast<const uint4*>(base + Sz::kWBytes + Sz::kABytes + g * 16));
 #pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        const float lo = Tr::low_f32(s_all[q]), hi = Tr::high_f32(s_all[q]);
+      for (int q = 0; q < 4; ++q)
 #pragma unroll
-        for (int i = 0; i < kTT; ++i) {
-          acc[q][i][0] = fmaf(pacc[q][i][0], lo, acc[q][i][0]);
-          acc[q][i][1] = fmaf(pacc[q][i][1], lo, acc[q][i][1]);
-          acc[q][i][2] = fmaf(pacc[q][i][2], hi, acc[q][i][2]);
-          acc[q][i][3] = fmaf(pacc[q][i][3], hi, acc[q][i][3]);
+        for (int i = 0; i < kTT; ++i)
 #pragma unroll
           for (int e = 0; e < 4; ++e) pacc[q][i][e] = 0.f;
-        }
-      }
     }
   }
   cp_async_wait<0>();
@@ -279,10 +271,7 @@ __global__ void __launch_bounds__(kStripThreads, 1) gemm_strip_kernel(StripParam
                    ::"r"(r_dst), "f"(sum.x), "f"(sum.y), "f"(sum.z), "f"(sum.w), "r"(r_bar) : "memory");
       return;
     }
-    asm volatile(
-        "{\n .reg .pred ready;\n wait_recv:\n"
-        " mbarrier.try_wait.parity.shared::cta.b64 ready, [%0], 0;\n"
-        " @!ready bra wait_recv;\n}" ::"r"(smem_u32(&s_recv_bar)) : "memory");
+    mbar_wait(smem_u32(&s_recv_bar), 0);
     const float4 v = *reinterpret_cast<const float4*>(recv);
     sum.x += v.x, sum.y += v.y, sum.z += v.z, sum.w += v.w;  // fixed order: rank 0's sums, then rank 1's
   }

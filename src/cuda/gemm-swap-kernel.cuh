@@ -554,21 +554,7 @@ __global__ void __launch_bounds__(SwapSizes<BITS, NT, MODE>::kThreads, SwapSizes
           const bool group_end = ++g_pos == spg || cur.kb + 1 == KB;
           if (group_end) g_pos = 0;
           fresh = group_end || it == n_iters - 1;
-          if (fresh) {
-            const uint4 s4 = scale_row(0);
-            const uint32_t s_all[4] = {s4.x, s4.y, s4.z, s4.w};
-#pragma unroll
-            for (int q = 0; q < kQ; ++q) {
-              const float lo = Tr::low_f32(s_all[q]), hi = Tr::high_f32(s_all[q]);
-#pragma unroll
-              for (int i = 0; i < kTT; ++i) {
-                acc[q][i][0] = fmaf(pacc[q][i][0], lo, acc[q][i][0]);
-                acc[q][i][1] = fmaf(pacc[q][i][1], lo, acc[q][i][1]);
-                acc[q][i][2] = fmaf(pacc[q][i][2], hi, acc[q][i][2]);
-                acc[q][i][3] = fmaf(pacc[q][i][3], hi, acc[q][i][3]);
-              }
-            }
-          }
+          if (fresh) fold_group_scales<Tr>(acc, pacc, scale_row(0));
         } else {
           stage_mma(false);
         }

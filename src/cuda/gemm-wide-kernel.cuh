@@ -329,6 +329,9 @@ __global__ void __launch_bounds__(kWideThreads, 1) gemm_wide_kernel(const __grid
       auto next = [&](int j) {  // on from stage j (the divisions only where a next tile starts)
         if (++kb == p.kbs && j + 1 < n_st) ++tile, kb = 0, enter_tile();
       };
+      // Ring slot s: its stage's shared-memory address and its full barrier.
+      auto stage_at = [&](int s) { return ring + s * Sz::kStageBytes; };
+      auto full_at = [&](int s) { return full0 + kBarBytes * s; };
       // The first two stages go out in a short burst, the rest of the ring once the first has landed. Asking for the
       // whole ring at once, every block's first stage arrived only with the tail of that burst, as all blocks ask at
       // the same moment (ncu: 13% of the consumers' time waiting for it, 8B gate_up at m = 64). H100, us, whole ring
@@ -342,19 +345,19 @@ __global__ void __launch_bounds__(kWideThreads, 1) gemm_wide_kernel(const __grid
       for (int j = 0; j < kFirst; ++j)
         if (j < first) {
           first_kb[j] = kb, first_row[j] = a_row;
-          issue_ws(ring + j * Sz::kStageBytes, full0 + kBarBytes * j);
+          issue_ws(stage_at(j), full_at(j));
           next(j);
         }
       asm volatile("griddepcontrol.wait;" ::: "memory");
 #pragma unroll
       for (int j = 0; j < kFirst; ++j)
-        if (j < first) issue_a(ring + j * Sz::kStageBytes, full0 + kBarBytes * j, first_kb[j], first_row[j]);
+        if (j < first) issue_a(stage_at(j), full_at(j), first_kb[j], first_row[j]);
       mbar_wait(full0, 0);
       int slot = first;        // ring slot of stage j
       uint32_t empty_par = 1;  // flips as slot wraps: stage j >= kS waits for its slot's empty phase j / kS - 1
       for (int j = first; j < n_st; ++j) {
         if (j >= kS) mbar_wait(empty0 + kBarBytes * slot, empty_par);
-        const uint32_t base = ring + slot * Sz::kStageBytes, bar = full0 + kBarBytes * slot;
+        const uint32_t base = stage_at(slot), bar = full_at(slot);
         issue_ws(base, bar);
         issue_a(base, bar, kb, a_row);
         next(j);
