@@ -79,7 +79,7 @@ if [ $bench = 1 ]; then
   tail -5 "$out/bench.log"
   echo "== summary"
   grep -E "^# |4 linears|^\| model|^\|---" "$out/bench.out"
-  grep -E "\| 70B .*\| 1 \|" "$out/bench.out"
+  grep -E "\| (70B|405B) .*\| 1 \|" "$out/bench.out"
   grep "crossover" "$out/bench.out"
   sed -n '/kernel variants/,$p' "$out/bench.out"
 fi

@@ -470,7 +470,7 @@ inline CheckResult check_gemm(Context& ctx, const GemmCase& g, double* err_out =
 }
 
 // The table. Full m list on SmolLM2 shapes (K = 576: a padded k tile; 576/64 = 9 and 576/128 = 4.5 groups);
-// a subset of m on the Llama-3 8B and 70B shapes, where the fp64 reference dominates the run time.
+// a subset of m on the Llama-3 8B, 70B and 405B shapes, where the fp64 reference dominates the run time.
 inline std::vector<GemmCase> gemm_cases() {
   std::vector<GemmCase> cases;
   const DType acts[2] = {DType::kF16, DType::kBF16};
@@ -639,6 +639,15 @@ inline std::vector<GemmCase> gemm_cases() {
   cases.push_back({12, 6144, 4096, 4, 128, DType::kF16, Path::kQuant});
   cases.push_back({4096, 4096, 4096, 4, 128, DType::kBF16, Path::kQuant});
   cases.push_back({7, 300, 200, 4, -1, DType::kF16, Path::kQuant});  // n and k off every tile
+  // Llama-3.1 405B (hidden 16384, intermediate 53248, 8 KV heads): the largest weights (gate_up 1.74G, 3.5 GB as
+  // BF16, past 32-bit byte offsets), a few m each where the fp64 reference stays within seconds; last in the table,
+  // as the host's random weights for them take the longest.
+  cases.push_back({1, 106496, 16384, 4, 128, DType::kBF16, Path::kQuant});  // gate_up: swapped-operand kernel
+  cases.push_back({2, 16384, 53248, 8, 128, DType::kF16, Path::kQuant});    // down
+  cases.push_back({17, 16384, 16384, 4, 128, DType::kF16, Path::kQuant});   // o
+  cases.push_back({48, 16384, 53248, 4, 128, DType::kBF16, Path::kQuant});  // down: 64-token wide tiles
+  cases.push_back({65, 18432, 16384, 4, 128, DType::kBF16, Path::kQuant});  // qkv: 128-token wide tiles
+  cases.push_back({3, 18432, 16384, 8, -1, DType::kBF16, Path::kQuant});    // qkv, per-channel
   return cases;
 }
 
