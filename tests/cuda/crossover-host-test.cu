@@ -14,10 +14,11 @@ constexpr double kH200Gbs = 4814;  // H200: 3201 MHz x 6144 bits x 2 (as card_pe
 struct Linear {
   int64_t k, n;
 };
-// The linears bench-gemm times: Llama-3 8B and 70B, SmolLM2-135M.
-constexpr Linear kLinears[] = {{4096, 6144},  {4096, 4096},  {4096, 28672}, {14336, 4096},
-                               {8192, 10240}, {8192, 8192},  {8192, 57344}, {28672, 8192},
-                               {576, 960},    {576, 576},    {576, 3072},   {1536, 576}};
+// The linears bench-gemm times: Llama-3 8B, 70B and 405B, SmolLM2-135M.
+constexpr Linear kLinears[] = {{4096, 6144},   {4096, 4096},   {4096, 28672},   {14336, 4096},
+                               {8192, 10240},  {8192, 8192},   {8192, 57344},   {28672, 8192},
+                               {16384, 18432}, {16384, 16384}, {16384, 106496}, {53248, 16384},
+                               {576, 960},     {576, 576},     {576, 3072},     {1536, 576}};
 
 TEST(DenseCrossover, MoreBandwidthNeverCrossesLater) {
   // cuBLAS on a dense copy is bound by its weight bytes at these m: a faster HBM can only move the switch earlier.
