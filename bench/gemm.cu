@@ -836,7 +836,8 @@ int main(int argc, char** argv) {
                 rc::card_peak_hbm_gbs());
   md += line;
   for (const Shape& s : shapes) {
-    std::snprintf(line, sizeof line, " %s/%s=%lld;", s.model, s.name, (long long)rc::default_dense_crossover_m(s.n, s.k, 4));
+    std::snprintf(line, sizeof line, " %s/%s=%lld;", s.model, s.name,
+                  (long long)rc::default_dense_crossover_m(s.n, s.k, 4));
     md += line;
   }
   md += "\n";
