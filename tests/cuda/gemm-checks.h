@@ -79,19 +79,38 @@ inline Checkpoint random_checkpoint(int64_t n, int64_t k, int bits, int64_t grou
   c.packed.assign(size_t(n * row_words), 0);
   c.scales.resize(size_t(n * c.groups));
   c.dequant.resize(size_t(n * k));
-  std::uniform_int_distribution<int> qd(q_min(bits), q_max(bits));
   std::uniform_real_distribution<float> sd(0.25f, 2.f);
   // Scales around 1/qmax keep |w| ~ 1 so products neither vanish nor overflow fp16.
   const float scale_unit = 1.f / float(q_max(bits));
   for (auto& s : c.scales) s = float_to_half_bits(sd(rng) * scale_unit, act);
-  for (int64_t i = 0; i < n; ++i) {
-    for (int64_t j = 0; j < k; ++j) {
-      const int q = qd(rng);
-      c.packed[size_t(i * row_words + pack_word_index(j, bits))] |=
-          int32_t(pack_stored_value(q, bits) << pack_bit_offset(j, bits));
-      c.dequant[size_t(i * k + j)] = float(q) * half_bits_to_float(c.scales[size_t(i * c.groups + j / c.group)], act);
-    }
+  // The weights in chunks of rows, each chunk drawn from its own engine (seeded by the case's seed and the chunk's
+  // index, so a reported seed reproduces the case on any host), spread over the host's cores: a 405B gate_up is
+  // 1.74G draws.
+  constexpr int64_t kChunkRows = 256;
+  const uint64_t base = rng();
+  const int64_t chunks = (n + kChunkRows - 1) / kChunkRows;
+  const int64_t cores = std::max(1u, std::min(32u, std::thread::hardware_concurrency()));
+  const int threads = int(std::min(chunks, cores));
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      std::uniform_int_distribution<int> qd(q_min(bits), q_max(bits));
+      for (int64_t ch = t; ch < chunks; ch += threads) {
+        std::seed_seq seq{uint32_t(base), uint32_t(base >> 32), uint32_t(ch), uint32_t(ch >> 32)};
+        std::mt19937_64 eng(seq);
+        for (int64_t i = ch * kChunkRows; i < std::min(n, (ch + 1) * kChunkRows); ++i) {
+          for (int64_t j = 0; j < k; ++j) {
+            const int q = qd(eng);
+            c.packed[size_t(i * row_words + pack_word_index(j, bits))] |=
+                int32_t(pack_stored_value(q, bits) << pack_bit_offset(j, bits));
+            c.dequant[size_t(i * k + j)] =
+                float(q) * half_bits_to_float(c.scales[size_t(i * c.groups + j / c.group)], act);
+          }
+        }
+      }
+    });
   }
+  for (auto& th : pool) th.join();
   return c;
 }
 
