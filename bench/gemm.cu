@@ -94,6 +94,12 @@ double time_graph(const std::function<void(int)>& launch, int copies) {
   return per_call[per_call.size() / 2];
 }
 
+// The median of a few timings (NaN for none): what every repeated or alternated timing here reports.
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? std::nan("") : v[v.size() / 2];
+}
+
 // A plain 16-byte-per-thread copy kernel: what a streaming kernel can reach (cudaMemcpy D2D reads lower).
 __global__ void copy_kernel(const uint4* __restrict__ src, uint4* __restrict__ dst, size_t n) {
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
@@ -177,6 +183,16 @@ std::vector<rc::RepackedWeight> make_weights(int64_t n, int64_t k, int bits, int
   BENCH_CHECK(cudaFree(d_packed));
   BENCH_CHECK(cudaFree(d_scales));
   return out;
+}
+
+// `copies` random BF16 [n, k] weights on the device: the dense copies cuBLAS is timed on.
+std::vector<void*> make_dense_copies(int64_t n, int64_t k, int copies) {
+  std::vector<void*> dense(copies);
+  for (auto& d : dense) {
+    BENCH_CHECK(cudaMalloc(&d, size_t(n * k) * 2));
+    fill_random(d, size_t(n * k), DType::kBF16, 13);
+  }
+  return dense;
 }
 
 // The main table's last column: the kernels auto did not pick, where they were timed.
@@ -283,9 +299,9 @@ int wide_ab(int64_t k, int64_t n, int64_t m, int tokens) {
     for (int v = 0; v < 2; ++v)
       us[v].push_back(time_graph(
           [&](int i) { BENCH_CHECK(rc::gemm_quant(s.a, s.w[i], s.c, m, s.ws, g_stream, o[v])); }, copies));
-  for (auto& u : us) std::sort(u.begin(), u.end());
+  const double auto_us = median(us[0]), streamk_us = median(us[1]);
   std::printf("k=%lld n=%lld m=%lld tokens %d: wide auto split %.1f, stream-K %.1f us (stream-K / auto %.3f)\n",
-              (long long)k, (long long)n, (long long)m, tokens, us[0][1], us[1][1], us[1][1] / us[0][1]);
+              (long long)k, (long long)n, (long long)m, tokens, auto_us, streamk_us, streamk_us / auto_us);
   return 0;
 }
 
@@ -302,11 +318,7 @@ int cross_sweep(int64_t k, int64_t n, std::vector<int64_t> ms, cublasHandle_t cu
   const double dense_bytes = double(n) * k * 2;
   const int c4 = copies_for(double(n) * k / 2, prop.l2CacheSize), cd = copies_for(dense_bytes, prop.l2CacheSize);
   auto w4 = make_weights(n, k, 4, c4, 11);
-  std::vector<void*> dense(cd);
-  for (auto& d : dense) {
-    BENCH_CHECK(cudaMalloc(&d, size_t(dense_bytes)));
-    fill_random(d, size_t(n * k), DType::kBF16, 13);
-  }
+  const std::vector<void*> dense = make_dense_copies(n, k, cd);
   void *a, *c;
   BENCH_CHECK(cudaMalloc(&a, size_t(max_m * k * 2)));
   BENCH_CHECK(cudaMalloc(&c, size_t(max_m * n * 2)));
@@ -326,10 +338,9 @@ int cross_sweep(int64_t k, int64_t n, std::vector<int64_t> ms, cublasHandle_t cu
       tb.push_back(time_graph(
           [&](int i) { BENCH_CHECK(rc::cublas_gemm_nt(a, dense[i], c, m, n, k, DType::kBF16, cublas)); }, cd));
     }
-    std::sort(tf.begin(), tf.end());
-    std::sort(tb.begin(), tb.end());
-    std::printf("| %lld | %.1f | %.1f | %.3f |\n", (long long)m, tf[1], tb[1], tf[1] / tb[1]);
-    if (tf[1] > tb[1]) lost = true;
+    const double fused_us = median(tf), cublas_us = median(tb);
+    std::printf("| %lld | %.1f | %.1f | %.3f |\n", (long long)m, fused_us, cublas_us, fused_us / cublas_us);
+    if (fused_us > cublas_us) lost = true;
     if (!lost) cross = m;
   }
   std::printf("measured crossover (the fused kernel wins up to): %lld; library default on this card: %lld\n",
@@ -386,10 +397,6 @@ int trace_calls(int64_t k, int64_t n, int64_t m, int nt, int cluster) {
     for (int i = 0; i < copies; ++i)
       if (b[0] == reinterpret_cast<unsigned long long>(w[i].words)) calls[i].push_back(b);
   }
-  auto median = [](std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.empty() ? std::nan("") : v[v.size() / 2];
-  };
   // Means for the stage columns: the timer steps 0.256 us, so only an average over blocks resolves them.
   auto mean = [](const std::vector<double>& v) {
     double sum = 0;
@@ -610,11 +617,7 @@ int main(int argc, char** argv) {
     const int c4 = copies_for(q4_bytes, l2), c8 = copies_for(q8_bytes, l2), cd = copies_for(dense_bytes, l2);
     auto w4 = make_weights(s.n, s.k, 4, c4, 11);
     auto w8 = make_weights(s.n, s.k, 8, c8, 12);
-    std::vector<void*> dense(cd);
-    for (auto& d : dense) {
-      BENCH_CHECK(cudaMalloc(&d, size_t(dense_bytes)));
-      fill_random(d, size_t(s.n * s.k), DType::kBF16, 13);
-    }
+    const std::vector<void*> dense = make_dense_copies(s.n, s.k, cd);
     void *a, *c, *scratch;
     BENCH_CHECK(cudaMalloc(&a, size_t(max_m * s.k * 2)));
     BENCH_CHECK(cudaMalloc(&c, size_t(max_m * s.n * 2)));
@@ -722,7 +725,8 @@ int main(int argc, char** argv) {
       r.flops = 2.0 * m * s.n * s.k;
       r.bytes_q4 = q4_bytes + double(m) * (s.k + s.n) * 2;
       r.bytes_q8 = q8_bytes + double(m) * (s.k + s.n) * 2;
-      r.us_q4 = time_graph([&](int i) { BENCH_CHECK(rc::gemm_quant(a, w4[i], c, m, ws, g_stream)); }, c4);
+      const auto q4_call = [&](int i) { BENCH_CHECK(rc::gemm_quant(a, w4[i], c, m, ws, g_stream)); };
+      r.us_q4 = time_graph(q4_call, c4);
       if (m <= 16) {
         rc::GemmOptions dec;
         dec.kernel = rc::GemmOptions::Kernel::kDecode;
@@ -754,17 +758,15 @@ int main(int argc, char** argv) {
         // fused call at m = 128 read 5-20% slower than the identical call of the INT4 column timed first (70B
         // gate_up 233.9 vs 202.8 us). Time the three columns twice more, each time in a rotated order, so that each
         // column is timed once first, once second and once last; keep the medians.
-        const auto q4_call = [&](int i) { BENCH_CHECK(rc::gemm_quant(a, w4[i], c, m, ws, g_stream)); };
         std::vector<double> tq{r.us_q4}, tb{r.us_bf16}, ta{r.us_auto};
         const std::function<void()> timings[3] = {[&] { tq.push_back(time_graph(q4_call, c4)); },
                                                   [&] { tb.push_back(time_graph(bf16_call, cd)); },
                                                   [&] { ta.push_back(time_graph(auto_call, ca)); }};
         for (int rep = 1; rep <= 2; ++rep)
           for (int j = 0; j < 3; ++j) timings[(rep + j) % 3]();
-        for (auto* t : {&tq, &tb, &ta}) std::sort(t->begin(), t->end());
-        r.us_q4 = tq[1];
-        r.us_bf16 = tb[1];
-        r.us_auto = ta[1];
+        r.us_q4 = median(tq);
+        r.us_bf16 = median(tb);
+        r.us_auto = median(ta);
       }
       rows.push_back(r);
       std::fprintf(stderr,
