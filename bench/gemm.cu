@@ -14,9 +14,10 @@
 //   --one K,N,M[,NT[,CLUSTER]]: just three eager INT4 gemm_quant calls on one shape (for a profiler), then exit
 //   (NT: swap_tokens, CLUSTER: swap_cluster); --one-wide: the same with the wide kernel forced (SPLIT: wide_split,
 //   TOK: wide_tokens); --wide-sweep K,N,M[,TOK]: graph-timed INT4 calls of the wide kernel (token tile TOK, 0 its
-//   own choice) at each split, beside auto and the swapped-operand kernel; --wide-ab K,N,M[,TOK]: its auto split
-//   against stream-K, timed in turn; --cross K,N: the fused INT4 call against cuBLAS BF16 at each m (of --ms, or
-//   8-512), timed in turn: the crossover measured on this card, beside the library's default;
+//   own choice) at each split, beside auto and the swapped-operand kernel; --wide-ab K,N,M[,TOK]: its auto choice,
+//   the split rule without stream-K and stream-K forced, interleaved; --cross K,N: the fused INT4 call against
+//   cuBLAS BF16 at each m (of --ms, or 8-512), interleaved: the crossover measured on this card, beside the
+//   library's default;
 //   --no-variants: skip both variants tables; --ms: the m values of the main table; --shapes: only these models;
 //   --hot: no weight rotation (weights that fit stay in L2: the per-call cost without the DRAM stream);
 //   --trace K,N,M[,NT[,CLUSTER]] (builds with -DRTNQ_SWAP_TRACE only): one graph of back-to-back INT4 calls over
@@ -54,8 +55,13 @@ namespace rc = rtnq::cuda;
 
 cudaStream_t g_stream;
 
-// Median per-call microseconds of launch(i), i cycling over `copies` buffer sets, inside a CUDA graph.
-double time_graph(const std::function<void(int)>& launch, int copies) {
+// One call pattern captured as a CUDA graph: launch(i) back to back, i cycling over `copies` buffer sets, `reps`
+// calls (enough for ~2 ms, a multiple of copies).
+struct TimedGraph {
+  cudaGraphExec_t exec = nullptr;
+  int reps = 0;
+};
+TimedGraph capture_graph(const std::function<void(int)>& launch, int copies) {
   for (int i = 0; i < copies; ++i) launch(i);  // warm-up outside capture (lazy init, attributes)
   BENCH_CHECK(cudaStreamSynchronize(g_stream));
   cudaEvent_t e0, e1;
@@ -67,38 +73,69 @@ double time_graph(const std::function<void(int)>& launch, int copies) {
   BENCH_CHECK(cudaEventSynchronize(e1));
   float est_ms = 0;
   BENCH_CHECK(cudaEventElapsedTime(&est_ms, e0, e1));
-  int reps = std::clamp(int(2.0 / std::max(est_ms, 1e-4f)), 2, 200);
-  reps = std::max(copies, (reps + copies - 1) / copies * copies);
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  BENCH_CHECK(cudaStreamBeginCapture(g_stream, cudaStreamCaptureModeThreadLocal));
-  for (int r = 0; r < reps; ++r) launch(r % copies);
-  BENCH_CHECK(cudaStreamEndCapture(g_stream, &graph));
-  BENCH_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-  BENCH_CHECK(cudaGraphLaunch(exec, g_stream));
-  std::vector<double> per_call;
-  for (int it = 0; it < 9; ++it) {
-    BENCH_CHECK(cudaEventRecord(e0, g_stream));
-    BENCH_CHECK(cudaGraphLaunch(exec, g_stream));
-    BENCH_CHECK(cudaEventRecord(e1, g_stream));
-    BENCH_CHECK(cudaEventSynchronize(e1));
-    float ms = 0;
-    BENCH_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-    per_call.push_back(1000.0 * ms / reps);
-  }
-  BENCH_CHECK(cudaGraphExecDestroy(exec));
-  BENCH_CHECK(cudaGraphDestroy(graph));
   BENCH_CHECK(cudaEventDestroy(e0));
   BENCH_CHECK(cudaEventDestroy(e1));
-  std::sort(per_call.begin(), per_call.end());
-  return per_call[per_call.size() / 2];
+  TimedGraph g;
+  g.reps = std::clamp(int(2.0 / std::max(est_ms, 1e-4f)), 2, 200);
+  g.reps = std::max(copies, (g.reps + copies - 1) / copies * copies);
+  cudaGraph_t graph;
+  BENCH_CHECK(cudaStreamBeginCapture(g_stream, cudaStreamCaptureModeThreadLocal));
+  for (int r = 0; r < g.reps; ++r) launch(r % copies);
+  BENCH_CHECK(cudaStreamEndCapture(g_stream, &graph));
+  BENCH_CHECK(cudaGraphInstantiate(&g.exec, graph, 0));
+  BENCH_CHECK(cudaGraphDestroy(graph));
+  BENCH_CHECK(cudaGraphLaunch(g.exec, g_stream));  // the first replay uploads the graph
+  return g;
 }
 
-// The median of a few timings (NaN for none): what every repeated or alternated timing here reports.
+// The median of a few timings (NaN for none): what every repeated or interleaved timing here reports.
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? std::nan("") : v[v.size() / 2];
 }
+
+// Median per-call microseconds of several call patterns, their graph replays interleaved: `rounds` rounds, each
+// replaying every graph once in a shuffled order (a fixed seed). From 64 tokens the calls draw the card to its power
+// cap, and a replay's clock then depends on what ran just before it: timed one after another, or in a fixed
+// rotation, a column that always followed cuBLAS read up to 30% slow (H200, twentieth session: the dual path's fused
+// call at m = 128 against the identical call of the INT4 column). Shuffled, each column follows each other one
+// about equally often.
+std::vector<double> time_graphs(const std::vector<std::function<void(int)>>& launches, const std::vector<int>& copies,
+                                int rounds = 9) {
+  const size_t n = launches.size();
+  std::vector<TimedGraph> graphs;
+  for (size_t v = 0; v < n; ++v) graphs.push_back(capture_graph(launches[v], copies[v]));
+  std::vector<cudaEvent_t> ev(2 * n);
+  for (auto& e : ev) BENCH_CHECK(cudaEventCreate(&e));
+  std::vector<std::vector<double>> per_call(n);
+  std::vector<size_t> order(n);
+  for (size_t v = 0; v < n; ++v) order[v] = v;
+  std::mt19937 rng(20261128);
+  for (int r = 0; r < rounds; ++r) {
+    std::shuffle(order.begin(), order.end(), rng);
+    for (size_t v : order) {
+      BENCH_CHECK(cudaEventRecord(ev[2 * v], g_stream));
+      BENCH_CHECK(cudaGraphLaunch(graphs[v].exec, g_stream));
+      BENCH_CHECK(cudaEventRecord(ev[2 * v + 1], g_stream));
+    }
+    BENCH_CHECK(cudaStreamSynchronize(g_stream));
+    for (size_t v = 0; v < n; ++v) {
+      float ms = 0;
+      BENCH_CHECK(cudaEventElapsedTime(&ms, ev[2 * v], ev[2 * v + 1]));
+      per_call[v].push_back(1000.0 * ms / graphs[v].reps);
+    }
+  }
+  for (auto& e : ev) BENCH_CHECK(cudaEventDestroy(e));
+  std::vector<double> us(n);
+  for (size_t v = 0; v < n; ++v) {
+    BENCH_CHECK(cudaGraphExecDestroy(graphs[v].exec));
+    us[v] = median(per_call[v]);
+  }
+  return us;
+}
+
+// Median per-call microseconds of launch(i), i cycling over `copies` buffer sets, inside a CUDA graph.
+double time_graph(const std::function<void(int)>& launch, int copies) { return time_graphs({launch}, {copies})[0]; }
 
 // A plain 16-byte-per-thread copy kernel: what a streaming kernel can reach (cudaMemcpy D2D reads lower).
 __global__ void copy_kernel(const uint4* __restrict__ src, uint4* __restrict__ dst, size_t n) {
@@ -281,35 +318,42 @@ int wide_sweep(int64_t k, int64_t n, int64_t m, int tokens) {
   return 0;
 }
 
-// --wide-ab K,N,M[,TOK]: the wide kernel's auto split against stream-K, graph-timed in turn three times each (the
-// card's clock drifts down over a run of back-to-back timings, which favours whatever is timed first); medians.
+// --wide-ab K,N,M[,TOK]: the wide kernel's k splits against each other, their graph replays interleaved
+// (time_graphs): the auto choice (named), the split rule without stream-K, and stream-K forced.
 int wide_ab(int64_t k, int64_t n, int64_t m, int tokens) {
   cudaDeviceProp prop{};
   BENCH_CHECK(cudaGetDeviceProperties(&prop, 0));
   const int copies = copies_for(double(n) * k / 2, prop.l2CacheSize);
   OneShape s = one_shape(k, n, m, 0, 0, copies);
-  rc::GemmOptions o[2];
-  for (int v = 0; v < 2; ++v) {
+  constexpr int kV = 3;
+  rc::GemmOptions o[kV];
+  for (int v = 0; v < kV; ++v) {
     o[v].kernel = rc::GemmOptions::Kernel::kWide;
     o[v].wide_tokens = tokens;
   }
-  o[1].wide_split = rc::kWideStreamK;
-  std::vector<double> us[2];
-  for (int r = 0; r < 3; ++r)
-    for (int v = 0; v < 2; ++v)
-      us[v].push_back(time_graph(
-          [&](int i) { BENCH_CHECK(rc::gemm_quant(s.a, s.w[i], s.c, m, s.ws, g_stream, o[v])); }, copies));
-  const double auto_us = median(us[0]), streamk_us = median(us[1]);
-  std::printf("k=%lld n=%lld m=%lld tokens %d: wide auto split %.1f, stream-K %.1f us (stream-K / auto %.3f)\n",
-              (long long)k, (long long)n, (long long)m, tokens, auto_us, streamk_us, streamk_us / auto_us);
+  o[1].wide_auto_streamk = false;
+  o[2].wide_split = rc::kWideStreamK;
+  auto name = [&](const rc::GemmOptions& opt) {
+    const int split = rc::gemm_wide_split_for(s.w[0], m, s.ws, opt);
+    return split == rc::kWideStreamK ? std::string("stream-K") : "split " + std::to_string(split);
+  };
+  std::vector<std::function<void(int)>> calls;
+  for (int v = 0; v < kV; ++v)
+    calls.push_back([&, v](int i) { BENCH_CHECK(rc::gemm_quant(s.a, s.w[i], s.c, m, s.ws, g_stream, o[v])); });
+  const std::vector<double> us = time_graphs(calls, std::vector<int>(kV, copies));
+  const double auto_us = us[0], split_us = us[1], streamk_us = us[2];
+  std::printf("k=%lld n=%lld m=%lld tokens %d: auto (%s) %.1f, split rule (%s) %.1f, stream-K %.1f us (auto / split "
+              "rule %.3f, stream-K / split rule %.3f)\n",
+              (long long)k, (long long)n, (long long)m, tokens, name(o[0]).c_str(), auto_us, name(o[1]).c_str(),
+              split_us, streamk_us, auto_us / split_us, streamk_us / split_us);
   return 0;
 }
 
 // --cross K,N [--ms LIST]: where the dual path should switch on this card for one weight shape. At each m the
-// fused INT4 call (gemm_quant's own kernel choice) and cuBLAS BF16 on a dense copy are timed in turn, three times
-// each (medians: the two alternate so that clock drift under sustained load falls on both), weights rotated past
-// L2. Prints a row per m, the largest m below which the fused kernel always won, and the library's default
-// crossover for this card (dense_crossover_m_for), so a caller can pass its own to gemm_auto.
+// fused INT4 call (gemm_quant's own kernel choice) and cuBLAS BF16 on a dense copy are timed with their graph
+// replays interleaved (time_graphs: nine each, shuffled, medians), weights rotated past L2. Prints a row per m, the
+// largest m below which the fused kernel always won, and the library's default crossover for this card
+// (dense_crossover_m_for), so a caller can pass its own to gemm_auto.
 int cross_sweep(int64_t k, int64_t n, std::vector<int64_t> ms, cublasHandle_t cublas) {
   cudaDeviceProp prop{};
   BENCH_CHECK(cudaGetDeviceProperties(&prop, 0));
@@ -326,19 +370,17 @@ int cross_sweep(int64_t k, int64_t n, std::vector<int64_t> ms, cublasHandle_t cu
   rc::GemmWorkspace ws;
   BENCH_CHECK(rc::gemm_workspace_alloc(std::max<int64_t>(max_m, 256), n, &ws, g_stream));
   const double hbm = rc::card_peak_hbm_gbs();
-  std::printf("# --cross k=%lld n=%lld on %s (peak HBM %.0f GB/s): us, medians of 3 alternated timings\n",
+  std::printf("# --cross k=%lld n=%lld on %s (peak HBM %.0f GB/s): us, medians of 9 interleaved timings\n",
               (long long)k, (long long)n, prop.name, hbm);
   std::printf("| m | fused INT4 | cuBLAS BF16 | fused / cuBLAS |\n|---|---|---|---|\n");
   int64_t cross = 0;
   bool lost = false;
   for (int64_t m : ms) {
-    std::vector<double> tf, tb;
-    for (int r = 0; r < 3; ++r) {
-      tf.push_back(time_graph([&](int i) { BENCH_CHECK(rc::gemm_quant(a, w4[i], c, m, ws, g_stream)); }, c4));
-      tb.push_back(time_graph(
-          [&](int i) { BENCH_CHECK(rc::cublas_gemm_nt(a, dense[i], c, m, n, k, DType::kBF16, cublas)); }, cd));
-    }
-    const double fused_us = median(tf), cublas_us = median(tb);
+    const std::vector<double> us = time_graphs(
+        {[&](int i) { BENCH_CHECK(rc::gemm_quant(a, w4[i], c, m, ws, g_stream)); },
+         [&](int i) { BENCH_CHECK(rc::cublas_gemm_nt(a, dense[i], c, m, n, k, DType::kBF16, cublas)); }},
+        {c4, cd});
+    const double fused_us = us[0], cublas_us = us[1];
     std::printf("| %lld | %.1f | %.1f | %.3f |\n", (long long)m, fused_us, cublas_us, fused_us / cublas_us);
     if (fused_us > cublas_us) lost = true;
     if (!lost) cross = m;
@@ -753,20 +795,12 @@ int main(int argc, char** argv) {
       };
       r.us_auto = time_graph(auto_call, ca);
       if (m >= 64) {
-        // From 64 tokens both paths draw the card to its power cap, and its clock then depends on what ran just
-        // before: the order of timing alone moved the ratio by +-10% on the H100, and on the H200 the dual path's
-        // fused call at m = 128 read 5-20% slower than the identical call of the INT4 column timed first (70B
-        // gate_up 233.9 vs 202.8 us). Time the three columns twice more, each time in a rotated order, so that each
-        // column is timed once first, once second and once last; keep the medians.
-        std::vector<double> tq{r.us_q4}, tb{r.us_bf16}, ta{r.us_auto};
-        const std::function<void()> timings[3] = {[&] { tq.push_back(time_graph(q4_call, c4)); },
-                                                  [&] { tb.push_back(time_graph(bf16_call, cd)); },
-                                                  [&] { ta.push_back(time_graph(auto_call, ca)); }};
-        for (int rep = 1; rep <= 2; ++rep)
-          for (int j = 0; j < 3; ++j) timings[(rep + j) % 3]();
-        r.us_q4 = median(tq);
-        r.us_bf16 = median(tb);
-        r.us_auto = median(ta);
+        // From 64 tokens both paths draw the card to its power cap, and a timing then depends on what ran just
+        // before it (time_graphs): the three columns the dual path's ratio compares are timed again, interleaved.
+        const std::vector<double> us = time_graphs({q4_call, bf16_call, auto_call}, {c4, cd, ca});
+        r.us_q4 = us[0];
+        r.us_bf16 = us[1];
+        r.us_auto = us[2];
       }
       rows.push_back(r);
       std::fprintf(stderr,
@@ -782,16 +816,21 @@ int main(int argc, char** argv) {
     BENCH_CHECK(cudaFree(c));
     BENCH_CHECK(cudaFree(scratch));
   }
-  // The issue's comparison row: the four linears of one 8B layer, summed.
-  for (int64_t m : ms) {
-    Row sum{"8B", "4 linears", 0, 0, m};
-    for (const Row& r : rows)
-      if (r.model == "8B" && r.m == m) {
-        sum.us_q4 += r.us_q4, sum.us_q4_decode += r.us_q4_decode, sum.us_q4_t16 += r.us_q4_t16, sum.us_q4_t64 += r.us_q4_t64, sum.us_q8 += r.us_q8, sum.us_dense4 += r.us_dense4;
-        sum.us_bf16 += r.us_bf16, sum.us_fp16 += r.us_fp16, sum.us_auto += r.us_auto;
-        sum.bytes_q4 += r.bytes_q4, sum.bytes_q8 += r.bytes_q8, sum.flops += r.flops;
-      }
-    rows.push_back(sum);
+  // The issue's comparison row: the four linears of one 8B layer, summed; the same for every other model timed.
+  std::vector<std::string> models;
+  for (const Shape& s : shapes)
+    if (std::find(models.begin(), models.end(), s.model) == models.end()) models.push_back(s.model);
+  for (const std::string& model : models) {
+    for (int64_t m : ms) {
+      Row sum{model, "4 linears", 0, 0, m};
+      for (const Row& r : rows)
+        if (r.model == model && r.m == m) {
+          sum.us_q4 += r.us_q4, sum.us_q4_decode += r.us_q4_decode, sum.us_q4_t16 += r.us_q4_t16, sum.us_q4_t64 += r.us_q4_t64, sum.us_q8 += r.us_q8, sum.us_dense4 += r.us_dense4;
+          sum.us_bf16 += r.us_bf16, sum.us_fp16 += r.us_fp16, sum.us_auto += r.us_auto;
+          sum.bytes_q4 += r.bytes_q4, sum.bytes_q8 += r.bytes_q8, sum.flops += r.flops;
+        }
+      rows.push_back(sum);
+    }
   }
 
   std::string md, json = "{\"device\": \"" + std::string(prop.name) + "\", \"copy_gbs\": " + std::to_string(copy_gbs) + ", \"rows\": [\n";
@@ -847,7 +886,8 @@ int main(int argc, char** argv) {
   auto variants_table = [&](const char* title, const std::vector<std::string>& names, std::vector<VariantRow> vrows,
                             const std::vector<int64_t>& vms) {
     if (vrows.empty()) return;
-    for (int64_t m : vms) {
+    const bool has_8b = std::any_of(vrows.begin(), vrows.end(), [](const VariantRow& v) { return v.model == "8B"; });
+    for (int64_t m : has_8b ? vms : std::vector<int64_t>{}) {
       VariantRow sum{"8B", "4 linears", m, std::vector<double>(names.size(), 0.0)};
       for (const VariantRow& v : vrows)
         if (v.model == "8B" && v.m == m)

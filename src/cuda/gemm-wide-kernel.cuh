@@ -32,6 +32,7 @@
 #include "cuda/gemm-kernel.cuh"
 #include "cuda/launch-util.h"
 #include "cuda/wgmma.cuh"
+#include "cuda/wide-split.h"
 
 namespace rtnq::cuda::detail {
 
@@ -48,7 +49,6 @@ inline constexpr int kWideThreads = kWideConsumers + 128;   // + the producer wa
 // sub-partitions each hold one warp of every warpgroup and 16384 registers: 2 x 232 x 32 + 40 x 32 <= 16384.
 inline constexpr int kWideConsumerRegs = 232;
 inline constexpr int kWideProducerRegs = 40;
-inline constexpr int kWideMaxCluster = 8;                   // portable cluster sizes only
 // The parked fp32 tile: [token][column] rows of 256 + 4 floats, so lane (g, t)'s writes (column g, token 2t) fall in
 // 32 different banks; rows stay 16-byte aligned for the float4 reads of the reduction.
 inline constexpr int kWideRedStride = kWideCols + 4;

@@ -14,6 +14,7 @@
 #include "cuda/gemm-swap-kernel.cuh"
 #include "cuda/gemm-wide-kernel.cuh"
 #include "cuda/gemm.h"
+#include "cuda/wide-split.h"
 
 namespace rtnq::cuda {
 namespace detail {
@@ -465,27 +466,53 @@ cudaError_t dispatch_strip(const GemmParams& base, int64_t m, const GemmOptions&
   return m <= 8 ? run.template operator()<8>() : run.template operator()<16>();
 }
 
-// Wide kernel, auto split: the cost of a split-k hand-off (parking the fp32 tile, one cluster barrier, the
-// distributed-shared-memory sums) in 64-deep stages of the main loop; a guess. Against a sweep of every split (H100,
-// `bench-gemm --wide-sweep`, docs/perf-notes.md, sixteenth session) the rule lands within 3-7% of the best split
-// on 70B down and 8B o at m = 128 and 70B qkv and 8B down at 256, and 23% off on 70B qkv at 128 (65.1 vs 53.1 us
-// at 5): the time is not monotonic in the split, as clusters the occupancy query counts as one wave run like two.
-constexpr int64_t kWideSplitCostStages = 3;
-
-// Blocks per tile for the wide kernel: the split whose waves (one block per SM: ceil(tiles / clusters the card
-// holds at once)) times each block's stages, plus the hand-off, is least; ties keep the smaller split.
+// Blocks per tile for the wide kernel, or stream-K: wide-split.h's rule on this card (its SMs, and the clusters of
+// each size the occupancy query says it holds at once).
 template <int BITS, typename T, int TOK>
-int auto_wide_split(int64_t tiles, int kbs) {
-  int best = 1;
-  int64_t best_cost = INT64_MAX;
-  for (int s = 1; s <= std::min(kWideMaxCluster, kbs); ++s) {
-    const int64_t resident = s == 1 ? sm_count() : gemm_wide_max_clusters<BITS, T, TOK>(s);
-    if (resident < 1) continue;
-    const int64_t waves = (tiles + resident - 1) / resident;
-    const int64_t cost = waves * ((kbs + s - 1) / s + (s > 1 ? kWideSplitCostStages : 0));
-    if (cost < best_cost) best = s, best_cost = cost;
-  }
-  return best;
+int auto_wide_split(int64_t tiles, int kbs, bool streamk) {
+  return choose_wide_split(tiles, kbs, sm_count(), kWideMaxCluster, streamk,
+                           [](int s) { return gemm_wide_max_clusters<BITS, T, TOK>(s); });
+}
+
+// The wide kernel's token tile for this call: opt.wide_tokens, or by default 64 up to 64 tokens (where a 128-token
+// tile would be half zeros) and 128 above.
+int wide_tokens_for(int64_t m, const GemmOptions& opt) {
+  return opt.wide_tokens != 0 ? opt.wide_tokens : m <= kWideTokensSmall ? kWideTokensSmall : kWideTokensBig;
+}
+
+// The wide kernel's work for one call: token tiles x 256-column groups, each kbs 64-deep stages.
+struct WideWork {
+  int64_t m_tiles, groups, tiles;
+  int kbs;
+};
+WideWork wide_work(int64_t n_pad, int64_t k_pad, int64_t m, int tok) {
+  const int64_t m_tiles = (m + tok - 1) / tok;
+  const int64_t groups = (n_pad / 64 + kWideStrips - 1) / kWideStrips;
+  return {m_tiles, groups, groups * m_tiles, int(k_pad / kWideK)};
+}
+
+// How the wide kernel splits k for one call, and stream-K's blocks and workspace. Stream-K: one block per SM (a
+// block holds the SM's shared memory), each a range of the (tile, stage) units; every block may park one partial
+// tile (a flag and a slot each). Without the workspace (or with more units than an int counts), the split instead.
+// Auto takes it by wide-split.h's rule, where each block's range is long and the splits leave SMs idle (H200,
+// twentieth session, us, stream-K vs the split rule timed in turn: 405B qkv at m = 128 125.3 vs 168.6, 405B gate_up
+// at 128 708.4 vs 816.3). Forced, it also runs where that rule says no (H100, eighteenth session: 8B o at 256 36.2
+// vs 24.3, down 65.3 vs 61.6; 70B o 69.0 vs 54.6).
+struct WideSplit {
+  int split;  // blocks per tile, or kWideStreamK (then the workspace fits)
+  int64_t sk_blocks;
+  SplitWorkspace sk_ws;
+};
+template <int BITS, typename T, int TOK>
+WideSplit wide_split_of(const WideWork& work, size_t ws_bytes, void* ws_ptr, const GemmOptions& opt) {
+  const int64_t units = work.tiles * work.kbs;
+  const int64_t sk_blocks = std::min<int64_t>(sm_count(), units);
+  const SplitWorkspace sk_ws = carve_workspace(ws_ptr, ws_bytes, sk_blocks, 1, wide_slot_floats(sk_blocks, TOK));
+  const bool sk_ok = sk_ws.fits && units <= INT32_MAX;
+  int split = opt.wide_split;
+  if (split == 0 || (split == kWideStreamK && !sk_ok))
+    split = auto_wide_split<BITS, T, TOK>(work.tiles, work.kbs, split == 0 && sk_ok && opt.wide_auto_streamk);
+  return {split, sk_blocks, sk_ws};
 }
 
 template <int BITS, typename T, int TOK>
@@ -494,50 +521,39 @@ cudaError_t dispatch_wide_as(const GemmParams& base, int64_t m, size_t ws_bytes,
   WideParams p{};
   set_call_fields(p, base, m);
   p.group = base.group;
-  p.kbs = base.k_pad / kWideK;
+  const WideWork work = wide_work(base.n_pad, base.k_pad, m, TOK);
+  p.kbs = work.kbs;
   p.strips = base.n_pad / 64;
-  const int64_t m_tiles = (m + TOK - 1) / TOK;
-  const int64_t groups = (p.strips + kWideStrips - 1) / kWideStrips;  // of 256 columns
-  const int64_t tiles = groups * m_tiles;
-  p.m_tiles = int(m_tiles);
+  p.m_tiles = int(work.m_tiles);
   set_stage_scale_rows(p, base.group);
-  p.evict_first = m_tiles == 1 ? 1 : 0;
-  // Stream-K (forced only): one block per SM (a block holds the SM's shared memory), each a range of the (tile,
-  // stage) units; every block may park one partial tile (a flag and a slot each). Without the workspace, the auto
-  // split instead. Auto does not take it: H100, against the auto split timed in turn (`bench-gemm --wide-ab`,
-  // eighteenth session, us), it loses where tiles are cut among three or more blocks (8B o at m = 256 36.2 vs 24.3,
-  // down 65.3 vs 61.6; 70B o 69.0 vs 54.6) and ties where there are 1.5 tiles a SM or more (8B gate_up at 512
-  // 190.0 vs 220.9 in one run, 188.6 vs 189.8 in the next; 70B gate_up at 512 744.1 vs 681.1, then 721.5 vs 720.1).
-  // It wins on 70B qkv at 256 (78.2 vs 97.7), where the split rule's clusters do not all run at once.
+  p.evict_first = work.m_tiles == 1 ? 1 : 0;
+  const WideSplit sp = wide_split_of<BITS, T, TOK>(work, ws_bytes, ws_ptr, opt);
   int64_t blocks = 0;
-  if (opt.wide_split == kWideStreamK) {
-    blocks = std::min<int64_t>(sm_count(), tiles * p.kbs);
-    const SplitWorkspace ws = carve_workspace(ws_ptr, ws_bytes, blocks, 1, wide_slot_floats(blocks, TOK));
-    p.streamk = ws.fits ? 1 : 0;
-    p.counters = ws.counters;
-    p.ws = ws.partials;
-  }
-  if (p.streamk) {
-    if (tiles * p.kbs > INT32_MAX)
-      return fail(cudaErrorInvalidValue, "gemm_quant: m = " + std::to_string(m) + " is too large");
-    p.units = int(tiles * p.kbs);
-    p.groups = int(groups);
+  if (sp.split == kWideStreamK) {
+    blocks = sp.sk_blocks;
+    p.streamk = 1;
+    p.counters = sp.sk_ws.counters;
+    p.ws = sp.sk_ws.partials;
+    p.units = int(work.tiles * work.kbs);
+    p.groups = int(work.groups);
     p.csplit = 1;
     p.mcast = 1;
   } else {
-    const int cs = opt.wide_split > 0 ? opt.wide_split : auto_wide_split<BITS, T, TOK>(tiles, p.kbs);
+    const int cs = sp.split;
     if (cs > p.kbs)
       return fail(cudaErrorInvalidValue, "gemm_quant: wide_split " + std::to_string(cs) + " exceeds the " +
                                              std::to_string(p.kbs) + " k batches of this weight");
     if (cs > 1 && gemm_wide_max_clusters<BITS, T, TOK>(cs) < 1)
       return fail(cudaErrorNotSupported, "gemm_quant: this card cannot run the wide kernel in clusters of " +
                                              std::to_string(cs));
-    if (tiles * cs > INT32_MAX)
+    if (work.tiles * cs > INT32_MAX)
       return fail(cudaErrorInvalidValue, "gemm_quant: m = " + std::to_string(m) + " is too large");
     p.csplit = cs;
     // Multicast pairs need an even number of column groups (each pair shares a token tile) and whole tiles per block.
-    p.mcast = opt.wide_multicast && cs == 1 && groups % 2 == 0 && gemm_wide_max_clusters<BITS, T, TOK>(2) > 0 ? 2 : 1;
-    blocks = tiles * cs;
+    p.mcast = opt.wide_multicast && cs == 1 && work.groups % 2 == 0 && gemm_wide_max_clusters<BITS, T, TOK>(2) > 0
+                  ? 2
+                  : 1;
+    blocks = work.tiles * cs;
   }
   const int64_t strip_bytes = int64_t(p.ku) * 32 * BITS / 4 * 16;
   if (make_wide_act_map(base.a, m, base.k, std::is_same_v<T, __nv_bfloat16>, TOK / p.mcast, &p.a_map) !=
@@ -549,14 +565,13 @@ cudaError_t dispatch_wide_as(const GemmParams& base, int64_t m, size_t ws_bytes,
   return cudaSuccess;
 }
 
-// The wide kernel with the token tile of opt.wide_tokens, or by default 64-token tiles up to 64 tokens (where a
-// 128-token tile would be half zeros) and 128-token tiles above.
+// The wide kernel with the token tile wide_tokens_for picks.
 template <int BITS, typename T>
 cudaError_t dispatch_wide(const GemmParams& base, int64_t m, size_t ws_bytes, void* ws_ptr, const GemmOptions& opt,
                           cudaStream_t stream) {
-  const int tok = opt.wide_tokens != 0 ? opt.wide_tokens : m <= kWideTokensSmall ? kWideTokensSmall : kWideTokensBig;
-  return tok == kWideTokensSmall ? dispatch_wide_as<BITS, T, kWideTokensSmall>(base, m, ws_bytes, ws_ptr, opt, stream)
-                                 : dispatch_wide_as<BITS, T, kWideTokensBig>(base, m, ws_bytes, ws_ptr, opt, stream);
+  return wide_tokens_for(m, opt) == kWideTokensSmall
+             ? dispatch_wide_as<BITS, T, kWideTokensSmall>(base, m, ws_bytes, ws_ptr, opt, stream)
+             : dispatch_wide_as<BITS, T, kWideTokensBig>(base, m, ws_bytes, ws_ptr, opt, stream);
 }
 
 // Whether auto takes the wide kernel's 64-token tiles (41-64 tokens) on this weight: where it measured faster than
@@ -709,6 +724,22 @@ cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t 
   });
   if (e == cudaSuccess) clear_error();
   return e;
+}
+
+int gemm_wide_split_for(const RepackedWeight& w, int64_t m, const GemmWorkspace& ws, const GemmOptions& opt) {
+  using namespace detail;
+  if (validate_weight(w, "gemm_wide_split_for") != cudaSuccess || m < 1 || m > INT32_MAX / 2) return 0;
+  const int tok = wide_tokens_for(m, opt);
+  if (tok != kWideTokensSmall && tok != kWideTokensBig) return 0;
+  const WideWork work = wide_work(w.shape.n_pad, w.shape.k_pad, m, tok);
+  int split = 0;
+  (void)with_weight_type(w, [&]<int BITS, typename T>() {
+    split = tok == kWideTokensSmall ? wide_split_of<BITS, T, kWideTokensSmall>(work, ws.bytes, ws.ptr, opt).split
+                                    : wide_split_of<BITS, T, kWideTokensBig>(work, ws.bytes, ws.ptr, opt).split;
+    return cudaSuccess;
+  });
+  clear_error();
+  return split;
 }
 
 }  // namespace rtnq::cuda

@@ -71,9 +71,11 @@ struct GemmOptions {
   enum class Kernel : uint8_t { kAuto, kTiled, kDecode, kSwap, kStrip, kWide };
   Kernel kernel = Kernel::kAuto;
   // Wide kernel: blocks per tile (cluster split-k), 1..8; kWideStreamK (-1): stream-K (one block per SM, each a
-  // range of the (tile, 64-deep stage) work; needs the workspace, else as 0; auto never picks it, see gemm.cu);
-  // 0 chooses (gemm.cu, auto_wide_split).
+  // range of the (tile, 64-deep stage) work; needs the workspace, else as 0); 0 chooses (wide-split.h's rule).
   int wide_split = 0;
+  // Wide kernel, wide_split = 0: whether the choice may be stream-K (false: cluster splits only, as before the
+  // twentieth session; benchmarks time the two against each other).
+  bool wide_auto_streamk = true;
   // Wide kernel: tokens per block tile, 64 or 128; 0 chooses (64 up to m = 64, else 128).
   int wide_tokens = 0;
   // Wide kernel without split-k: pairs of blocks on neighbouring column groups load each activation tile once for
@@ -122,6 +124,10 @@ struct GemmOptions {
 // needs none.
 cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t m, const GemmWorkspace& ws,
                        cudaStream_t stream, const GemmOptions& opt = {});
+
+// The k split the wide kernel takes for this call when it runs it (forced, or auto above kWideAutoMinM tokens):
+// blocks per tile, or kWideStreamK; 0 for a weight or m gemm_quant rejects. For benchmarks and tests.
+int gemm_wide_split_for(const RepackedWeight& w, int64_t m, const GemmWorkspace& ws, const GemmOptions& opt = {});
 
 // Dequantizes w into dense [n, k] row-major (dtype w.act). `dense` needs n*k*2 bytes.
 cudaError_t dequantize_repacked(const RepackedWeight& w, void* dense, cudaStream_t stream);

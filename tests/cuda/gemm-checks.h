@@ -336,7 +336,7 @@ inline double rel_frobenius(const std::vector<double>& ref, const std::vector<fl
 inline CheckResult check_gemm(Context& ctx, const GemmCase& g, double* err_out = nullptr) {
   const uint64_t seed = (uint64_t(ctx.rd()) << 32) | ctx.rd();
   std::mt19937_64 rng(seed);
-  const std::string label = case_label(g) + " seed=" + std::to_string(seed);
+  std::string label = case_label(g) + " seed=" + std::to_string(seed);
   const Checkpoint c = random_checkpoint(g.n, g.k, g.bits, g.group, g.act, rng);
   const bool dequant_only = g.path == Path::kDequant;
   std::vector<uint16_t> a_bits(size_t(g.m * g.k));
@@ -364,7 +364,13 @@ inline CheckResult check_gemm(Context& ctx, const GemmCase& g, double* err_out =
     RTNQ_CHECK_CUDA_OR_FAIL(repack_weight(d_packed.ptr, d_scales.ptr, &w, ctx.stream), label);
     RTNQ_CHECK_CUDA_OR_FAIL(cudaMemsetAsync(d_c.ptr, 0xFF, out_count * 2, ctx.stream), label);  // NaN in fp16 and bf16
     switch (g.path) {
-      case Path::kQuant: RTNQ_CHECK_CUDA_OR_FAIL(gemm_quant(d_a.ptr, w, d_c.ptr, g.m, ctx.ws, ctx.stream), label); break;
+      case Path::kQuant:
+        if (g.m > 64) {  // the split auto gives the wide kernel, which it takes on every weight above 64 tokens
+          const int split = gemm_wide_split_for(w, g.m, ctx.ws);
+          label += split == kWideStreamK ? " wide=stream-K" : " wide=split" + std::to_string(split);
+        }
+        RTNQ_CHECK_CUDA_OR_FAIL(gemm_quant(d_a.ptr, w, d_c.ptr, g.m, ctx.ws, ctx.stream), label);
+        break;
       case Path::kQuantNoSplit: {
         GemmOptions o;
         o.max_splits = 1;
@@ -667,6 +673,8 @@ inline std::vector<GemmCase> gemm_cases() {
   cases.push_back({48, 16384, 53248, 4, 128, DType::kBF16, Path::kQuant});  // down: 64-token wide tiles
   cases.push_back({65, 18432, 16384, 4, 128, DType::kBF16, Path::kQuant});  // qkv: 128-token wide tiles
   cases.push_back({3, 18432, 16384, 8, -1, DType::kBF16, Path::kQuant});    // qkv, per-channel
+  // qkv with two token tiles (144 tiles on 132 SMs): auto takes stream-K (wide-split.h); INT8, groups of 64.
+  cases.push_back({130, 18432, 16384, 8, 64, DType::kF16, Path::kQuant});
   return cases;
 }
 

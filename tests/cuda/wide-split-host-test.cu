@@ -1,0 +1,75 @@
+// The wide kernel's k-split rule (wide-split.h): host code only, so it runs in CI without a GPU. The card is an
+// H200 as the occupancy query described it; the expected choices are the ones measured faster on it
+// (docs/perf-notes.md, twentieth session: `bench-gemm --wide-ab`, the rule's choice, the rule without stream-K and
+// stream-K forced, timed in turn).
+#include <gtest/gtest.h>
+
+#include <cstdint>
+
+#include "cuda/wide-split.h"
+
+namespace rtnq::cuda::detail {
+namespace {
+
+constexpr int64_t kSms = 132;
+// Clusters of 2..8 wide blocks an H200 holds at once (the same for INT4 and INT8, FP16 and BF16, 64- and 128-token
+// tiles); an H100 80GB HBM3 has the same 132 SMs.
+int h200_resident(int s) {
+  constexpr int kHeld[] = {0, 0, 66, 39, 30, 22, 17, 15, 15};
+  return s >= 2 && s <= 8 ? kHeld[s] : 0;
+}
+
+// The rule for a [k x n] weight at m tokens, with the token tile gemm_quant takes (64 up to 64 tokens, else 128).
+int split_for(int64_t k, int64_t n, int64_t m, bool streamk = true) {
+  const int64_t tok = m <= 64 ? 64 : 128;
+  const int64_t tiles = (n + 255) / 256 * ((m + tok - 1) / tok);
+  return choose_wide_split(tiles, k / 64, kSms, kWideMaxCluster, streamk, h200_resident);
+}
+
+TEST(WideSplit, StreamKWhereTheSplitsLeaveSmsIdle) {
+  // us on the H200, the rule's choice vs the split rule without stream-K.
+  EXPECT_EQ(split_for(16384, 18432, 64), kWideStreamK);    // 405B qkv, 72 tiles: 88.4 vs 128.9
+  EXPECT_EQ(split_for(16384, 18432, 128), kWideStreamK);   // 124.7 vs 182.9
+  EXPECT_EQ(split_for(16384, 18432, 256), kWideStreamK);   // 144 tiles: 248.4 vs 313.9
+  EXPECT_EQ(split_for(16384, 106496, 128), kWideStreamK);  // 405B gate_up: 696.5 vs 801.6
+  EXPECT_EQ(split_for(16384, 106496, 256), kWideStreamK);  // 1440.3 vs 1560.5
+  EXPECT_EQ(split_for(8192, 10240, 256), kWideStreamK);    // 70B qkv: 75.8 vs 95.5
+  EXPECT_EQ(split_for(8192, 57344, 256), kWideStreamK);    // 70B gate_up: 395.2 vs 445.5
+  EXPECT_EQ(split_for(4096, 28672, 512), kWideStreamK);    // 8B gate_up: 197.2 vs 249.3
+  EXPECT_EQ(split_for(4096, 28672, 256), kWideStreamK);    // 105.4 vs 107.6
+}
+
+TEST(WideSplit, SplitsWhereTheyFillTheCard) {
+  // Stream-K forced vs the rule's split, us on the H200 (H100 where marked).
+  EXPECT_EQ(split_for(16384, 16384, 128), 2);   // 405B o, 64 tiles in pairs: 125.0 vs 118.5
+  EXPECT_EQ(split_for(16384, 16384, 256), 1);   // 128 tiles: 220.9 vs 194.1
+  EXPECT_EQ(split_for(53248, 16384, 256), 1);   // 405B down: 728.4 vs 628.4
+  EXPECT_EQ(split_for(14336, 4096, 256), 3);    // 8B down: 65.2 vs 62.7
+  EXPECT_EQ(split_for(8192, 8192, 256), 2);     // 70B o: 69.0 vs 58.7
+  EXPECT_NE(split_for(4096, 4096, 128), kWideStreamK);  // 8B o: short ranges (H100 44.5 vs 16.8)
+  EXPECT_NE(split_for(4096, 6144, 256), kWideStreamK);  // 8B qkv (H100 38.7 vs 31.1)
+  EXPECT_NE(split_for(4096, 28672, 128), kWideStreamK); // 8B gate_up, one wave (H100 61.8 vs 51.4)
+}
+
+TEST(WideSplit, StreamKOnlyWhenAllowedAndLong) {
+  for (int64_t m : {48, 64, 128, 256, 512, 1024, 4096})
+    for (int64_t n : {4096, 6144, 10240, 18432, 28672, 106496})
+      for (int64_t k : {4096, 8192, 16384, 53248}) {
+        const int split = split_for(k, n, m, false);
+        EXPECT_GE(split, 1) << k << "x" << n << " m=" << m;
+        EXPECT_LE(split, kWideMaxCluster);
+        const int64_t tok = m <= 64 ? 64 : 128;
+        const int64_t units = (n + 255) / 256 * ((m + tok - 1) / tok) * (k / 64);
+        if (split_for(k, n, m) == kWideStreamK) EXPECT_GE(units, kWideStreamKMinStages * kSms) << k << "x" << n;
+      }
+}
+
+TEST(WideSplit, NoClustersOnACardWithoutThem) {
+  // A card whose occupancy query holds no cluster: whole tiles a block, or stream-K.
+  auto none = [](int) { return 0; };
+  EXPECT_EQ(choose_wide_split(40, 128, kSms, kWideMaxCluster, false, none), 1);
+  EXPECT_EQ(choose_wide_split(72, 256, kSms, kWideMaxCluster, true, none), kWideStreamK);
+}
+
+}  // namespace
+}  // namespace rtnq::cuda::detail
