@@ -20,7 +20,7 @@
 // the fp32 partial tiles added through distributed shared memory) where the tiles alone would leave SMs idle. Every
 // block parks its fp32 tile in its own (spent) ring, so C is stored in coalesced 8-byte chunks either way. Optional
 // multicast pairs (csplit 1): two blocks on neighbouring column groups each load half of the shared activation tile
-// into both. Optional stream-K (forced only; see gemm.cu for why): one block per SM, each a range of (tile, stage)
+// into both. Stream-K (wide-split.h decides where auto takes it): one block per SM, each a range of (tile, stage)
 // units, tiles cut between blocks handed on through per-block workspace slots (wide_streamk_park / _gather).
 #pragma once
 
