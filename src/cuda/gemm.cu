@@ -495,8 +495,8 @@ WideWork wide_work(int64_t n_pad, int64_t k_pad, int64_t m, int tok) {
 // block holds the SM's shared memory), each a range of the (tile, stage) units; every block may park one partial
 // tile (a flag and a slot each). Without the workspace (or with more units than an int counts), the split instead.
 // Auto takes it by wide-split.h's rule, where each block's range is long and the splits leave SMs idle (H200,
-// twentieth session, us, stream-K vs the split rule timed in turn: 405B qkv at m = 128 125.3 vs 168.6, 405B gate_up
-// at 128 708.4 vs 816.3). Forced, it also runs where that rule says no (H100, eighteenth session: 8B o at 256 36.2
+// twentieth session, us, stream-K vs the split rule, interleaved: 405B qkv at m = 128 122.0 vs 158.8, 70B gate_up
+// at 128 181.5 vs 194.0). Forced, it also runs where that rule says no (H100, eighteenth session: 8B o at 256 36.2
 // vs 24.3, down 65.3 vs 61.6; 70B o 69.0 vs 54.6).
 struct WideSplit {
   int split;  // blocks per tile, or kWideStreamK (then the workspace fits)
