@@ -7,7 +7,8 @@
 // above 3x L2, so the cache is never warm from the previous call), median of the replays.
 // Usage: bench-gemm [out_dir] [--quick] [--decode-only] [--swap-only] [--no-variants] [--hot] [--ms M1,M2,..]
 //                   [--shapes 8B,70B,..] [--one K,N,M[,NT[,CLUSTER]]] [--one-wide K,N,M[,SPLIT[,TOK]]]
-//                   [--wide-sweep K,N,M[,TOK]] [--wide-ab K,N,M[,TOK]] [--cross K,N [--ms M1,M2,..]]
+//                   [--wide-sweep K,N,M[,TOK]] [--wide-ab K,N,M[,TOK]] [--cross K,N[,BITS] [--ms M1,M2,..]]
+//                   [--soak SECONDS [--shapes ..] [--ms ..]]
 //   (writes out_dir/gemm.md and out_dir/gemm.json)
 //   --decode-only: only the decode-kernel variants table (m = 1, 4, 16), for quick A/B runs;
 //   --swap-only: only the swapped-operand kernel's variants table (m = 1..256, or those of --ms);
@@ -15,9 +16,11 @@
 //   (NT: swap_tokens, CLUSTER: swap_cluster); --one-wide: the same with the wide kernel forced (SPLIT: wide_split,
 //   TOK: wide_tokens); --wide-sweep K,N,M[,TOK]: graph-timed INT4 calls of the wide kernel (token tile TOK, 0 its
 //   own choice) at each split, beside auto and the swapped-operand kernel; --wide-ab K,N,M[,TOK]: its auto choice,
-//   the split rule without stream-K and stream-K forced, interleaved; --cross K,N: the fused INT4 call against
-//   cuBLAS BF16 at each m (of --ms, or 8-512), interleaved: the crossover measured on this card, beside the
-//   library's default;
+//   the split rule without stream-K and stream-K forced, interleaved; --cross K,N[,BITS]: the fused call (INT4, or
+//   INT8) against cuBLAS BF16 on a kept dense copy and against dequantize + cuBLAS at each m (of --ms, or 8-1024),
+//   interleaved: both dual paths' crossovers measured on this card, beside the library's defaults; --soak SECONDS: each model's layer (8B unless --shapes) per path (cuBLAS BF16, fused INT4,
+//   fused INT8) replayed for SECONDS at each m (of --ms, or 256 and 4096): time, power, energy per layer and the SM
+//   clock from NVML (soak_layers);
 //   --no-variants: skip both variants tables; --ms: the m values of the main table; --shapes: only these models;
 //   --hot: no weight rotation (weights that fit stay in L2: the per-call cost without the DRAM stream);
 //   --trace K,N,M[,NT[,CLUSTER]] (builds with -DRTNQ_SWAP_TRACE only): one graph of back-to-back INT4 calls over
@@ -32,10 +35,13 @@
 #include <cstring>
 #include <functional>
 #include <map>
+#include <numeric>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "power.h"
 #include "cuda/gemm.h"
 
 namespace {
@@ -177,6 +183,7 @@ struct Row {
   double us_q4_decode = 0;              // the decode kernel forced (m <= 16), next to auto's swapped-operand kernel
   double us_q4 = 0, us_q8 = 0, us_dense4 = 0, us_bf16 = 0, us_fp16 = 0;
   double us_auto = 0;  // gemm_auto_cached at the default crossover (fused, or cuBLAS on the kept dense copy)
+  double us_auto_dq = 0;  // gemm_auto at its default crossover (fused, or dequantize + cuBLAS every call)
   double bytes_q4 = 0, bytes_q8 = 0, flops = 0;
 };
 
@@ -349,49 +356,176 @@ int wide_ab(int64_t k, int64_t n, int64_t m, int tokens) {
   return 0;
 }
 
-// --cross K,N [--ms LIST]: where the dual path should switch on this card for one weight shape. At each m the
-// fused INT4 call (gemm_quant's own kernel choice) and cuBLAS BF16 on a dense copy are timed with their graph
-// replays interleaved (time_graphs: nine each, shuffled, medians), weights rotated past L2. Prints a row per m, the
-// largest m below which the fused kernel always won, and the library's default crossover for this card
-// (dense_crossover_m_for), so a caller can pass its own to gemm_auto.
-int cross_sweep(int64_t k, int64_t n, std::vector<int64_t> ms, cublasHandle_t cublas) {
+// --cross K,N[,BITS] [--ms LIST]: where each dual path should switch on this card for one weight shape. At each m
+// three calls are timed with their graph replays interleaved (time_graphs: nine each, shuffled, medians), weights
+// rotated past L2: the fused call (gemm_quant's own kernel choice, INT4 or BITS = 8), cuBLAS BF16 on a kept dense
+// copy (what gemm_auto_cached runs above its crossover), and dequantize + cuBLAS (gemm_dense: what gemm_auto runs,
+// the weight written out dense every call). Prints a row per m, for each path the largest m below which the fused
+// kernel always won, and the library's defaults for this card (dense_crossover_m_for, dequant_crossover_m_for), so
+// a caller can pass its own to gemm_auto / gemm_auto_cached.
+int cross_sweep(int64_t k, int64_t n, int bits, std::vector<int64_t> ms, cublasHandle_t cublas) {
   cudaDeviceProp prop{};
   BENCH_CHECK(cudaGetDeviceProperties(&prop, 0));
-  if (ms.empty()) ms = {8, 16, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256, 384, 512};
+  if (ms.empty()) ms = {8, 16, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256, 384, 512, 768, 1024};
   const int64_t max_m = *std::max_element(ms.begin(), ms.end());
   const double dense_bytes = double(n) * k * 2;
-  const int c4 = copies_for(double(n) * k / 2, prop.l2CacheSize), cd = copies_for(dense_bytes, prop.l2CacheSize);
-  auto w4 = make_weights(n, k, 4, c4, 11);
+  const int cq = copies_for(double(n) * k * bits / 8, prop.l2CacheSize), cd = copies_for(dense_bytes, prop.l2CacheSize);
+  auto wq = make_weights(n, k, bits, cq, 11);
   const std::vector<void*> dense = make_dense_copies(n, k, cd);
-  void *a, *c;
+  void *a, *c, *scratch;
   BENCH_CHECK(cudaMalloc(&a, size_t(max_m * k * 2)));
   BENCH_CHECK(cudaMalloc(&c, size_t(max_m * n * 2)));
+  BENCH_CHECK(cudaMalloc(&scratch, size_t(dense_bytes)));
   fill_random(a, size_t(max_m * k), DType::kBF16, 14);
   rc::GemmWorkspace ws;
   BENCH_CHECK(rc::gemm_workspace_alloc(std::max<int64_t>(max_m, 256), n, &ws, g_stream));
   const double hbm = rc::card_peak_hbm_gbs();
-  std::printf("# --cross k=%lld n=%lld on %s (peak HBM %.0f GB/s): us, medians of 9 interleaved timings\n",
-              (long long)k, (long long)n, prop.name, hbm);
-  std::printf("| m | fused INT4 | cuBLAS BF16 | fused / cuBLAS |\n|---|---|---|---|\n");
-  int64_t cross = 0;
-  bool lost = false;
+  std::printf("# --cross k=%lld n=%lld INT%d on %s (peak HBM %.0f GB/s): us, medians of 9 interleaved timings\n",
+              (long long)k, (long long)n, bits, prop.name, hbm);
+  std::printf("| m | fused INT%d | cuBLAS BF16 (kept copy) | dequantize + cuBLAS | fused / kept copy | fused / dequantize "
+              "+ cuBLAS |\n|---|---|---|---|---|---|\n", bits);
+  int64_t cross_kept = 0, cross_dq = 0;
+  bool lost_kept = false, lost_dq = false;
   for (int64_t m : ms) {
     const std::vector<double> us = time_graphs(
-        {[&](int i) { BENCH_CHECK(rc::gemm_quant(a, w4[i], c, m, ws, g_stream)); },
-         [&](int i) { BENCH_CHECK(rc::cublas_gemm_nt(a, dense[i], c, m, n, k, DType::kBF16, cublas)); }},
-        {c4, cd});
-    const double fused_us = us[0], cublas_us = us[1];
-    std::printf("| %lld | %.1f | %.1f | %.3f |\n", (long long)m, fused_us, cublas_us, fused_us / cublas_us);
-    if (fused_us > cublas_us) lost = true;
-    if (!lost) cross = m;
+        {[&](int i) { BENCH_CHECK(rc::gemm_quant(a, wq[i], c, m, ws, g_stream)); },
+         [&](int i) { BENCH_CHECK(rc::cublas_gemm_nt(a, dense[i], c, m, n, k, DType::kBF16, cublas)); },
+         [&](int i) { BENCH_CHECK(rc::gemm_dense(a, wq[i % cq], c, m, scratch, cublas, g_stream)); }},
+        {cq, cd, cq});
+    const double fused_us = us[0], kept_us = us[1], dq_us = us[2];
+    std::printf("| %lld | %.1f | %.1f | %.1f | %.3f | %.3f |\n", (long long)m, fused_us, kept_us, dq_us,
+                fused_us / kept_us, fused_us / dq_us);
+    std::fflush(stdout);
+    if (fused_us > kept_us) lost_kept = true;
+    if (!lost_kept) cross_kept = m;
+    if (fused_us > dq_us) lost_dq = true;
+    if (!lost_dq) cross_dq = m;
   }
-  std::printf("measured crossover (the fused kernel wins up to): %lld; library default on this card: %lld\n",
-              (long long)cross, (long long)rc::default_dense_crossover_m(n, k, 4));
-  for (auto& w : w4) rc::repacked_weight_free(&w);
+  std::printf("measured crossover (the fused kernel wins up to): kept copy %lld, dequantize + cuBLAS %lld; library "
+              "defaults on this card: %lld (gemm_auto_cached), %lld (gemm_auto)\n",
+              (long long)cross_kept, (long long)cross_dq, (long long)rc::default_dense_crossover_m(n, k, bits),
+              (long long)rc::default_dequant_crossover_m(n, k, bits));
+  for (auto& w : wq) rc::repacked_weight_free(&w);
   for (auto* d : dense) BENCH_CHECK(cudaFree(d));
   BENCH_CHECK(cudaFree(a));
   BENCH_CHECK(cudaFree(c));
+  BENCH_CHECK(cudaFree(scratch));
   rc::gemm_workspace_free(&ws);
+  return 0;
+}
+
+// --soak SECONDS [--shapes M1,..] [--ms M1,..]: each selected model's layer (its four linears, weights rotated past
+// L2) replayed in a CUDA graph for SECONDS per path - cuBLAS BF16, the fused INT4 call (gemm_quant's own choice),
+// the fused INT8 call - at each m (default 256 and 4096), after a second of idle. Per path: us per layer, TFLOP/s,
+// the card's mean power and energy per layer from NVML's energy counter, pJ per FLOP, the SM clock sampled
+// meanwhile and the clock-event reasons seen. What it answers: whether a path runs at the card's power cap, and
+// then how much energy per product a faster kernel would have to save (docs/perf-notes.md, twenty-first session).
+int soak_layers(const std::vector<Shape>& shapes, std::vector<int64_t> ms, double seconds, cublasHandle_t cublas) {
+  cudaDeviceProp prop{};
+  BENCH_CHECK(cudaGetDeviceProperties(&prop, 0));
+  int dev = 0;
+  BENCH_CHECK(cudaGetDevice(&dev));
+  rtnq::bench::CardPower power(dev);
+  if (!power.ok()) std::fprintf(stderr, "bench-gemm --soak: NVML not available: times only\n");
+  if (ms.empty()) ms = {256, 4096};
+  const int64_t max_m = *std::max_element(ms.begin(), ms.end());
+  std::vector<std::string> models;
+  for (const Shape& s : shapes)
+    if (std::find(models.begin(), models.end(), s.model) == models.end()) models.push_back(s.model);
+  const double l2 = prop.l2CacheSize;
+  std::printf("# --soak %.1f s a path on %s (%d SMs), power limit %.0f W: a model's 4 linears a call, graph-replayed\n",
+              seconds, prop.name, prop.multiProcessorCount, power.limit_w());
+  std::printf("| model | m | path | us per layer | TFLOP/s | W | mJ per layer | pJ per FLOP | SM MHz median (min) | "
+              "clock-event reasons |\n|---|---|---|---|---|---|---|---|---|---|\n");
+  {
+    power.begin();
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    const auto r = power.end();
+    std::printf("| - | - | idle | - | - | %.0f | - | - | %u (%u) | 0x%llx |\n", r.watts(), r.sm_mhz_median,
+                r.sm_mhz_min, r.reasons);
+  }
+  for (const std::string& model : models) {
+    struct Linear {
+      int64_t k, n;
+      int c4, c8, cd;
+      std::vector<rc::RepackedWeight> w4, w8;
+      std::vector<void*> dense;
+    };
+    std::vector<Linear> lin;
+    for (const Shape& s : shapes) {
+      if (model != s.model) continue;
+      Linear L{s.k, s.n};
+      L.c4 = copies_for(double(s.n) * s.k / 2, l2);
+      L.c8 = copies_for(double(s.n) * s.k, l2);
+      L.cd = copies_for(double(s.n) * s.k * 2, l2);
+      L.w4 = make_weights(s.n, s.k, 4, L.c4, 11);
+      L.w8 = make_weights(s.n, s.k, 8, L.c8, 12);
+      L.dense = make_dense_copies(s.n, s.k, L.cd);
+      lin.push_back(std::move(L));
+    }
+    int64_t max_k = 0, max_n = 0;
+    double params = 0;
+    for (const Linear& L : lin) max_k = std::max(max_k, L.k), max_n = std::max(max_n, L.n), params += double(L.k) * L.n;
+    void *a, *c;
+    BENCH_CHECK(cudaMalloc(&a, size_t(max_m * max_k * 2)));
+    BENCH_CHECK(cudaMalloc(&c, size_t(max_m * max_n * 2)));
+    fill_random(a, size_t(max_m * max_k), DType::kBF16, 14);
+    rc::GemmWorkspace ws;
+    BENCH_CHECK(rc::gemm_workspace_alloc(std::max<int64_t>(max_m, 256), max_n, &ws, g_stream));
+    for (int64_t m : ms) {
+      const double flops = 2.0 * double(m) * params;
+      const std::vector<std::pair<std::string, std::function<void(int)>>> paths = {
+          {"cuBLAS BF16",
+           [&](int i) {
+             for (const Linear& L : lin)
+               BENCH_CHECK(rc::cublas_gemm_nt(a, L.dense[i % L.cd], c, m, L.n, L.k, DType::kBF16, cublas));
+           }},
+          {"fused INT4",
+           [&](int i) {
+             for (const Linear& L : lin) BENCH_CHECK(rc::gemm_quant(a, L.w4[i % L.c4], c, m, ws, g_stream));
+           }},
+          {"fused INT8",
+           [&](int i) {
+             for (const Linear& L : lin) BENCH_CHECK(rc::gemm_quant(a, L.w8[i % L.c8], c, m, ws, g_stream));
+           }}};
+      int copies = 1;
+      for (const Linear& L : lin) copies = std::lcm(copies, std::lcm(L.c4, std::lcm(L.c8, L.cd)));
+      copies = std::min(copies, 64);
+      for (const auto& [name, launch] : paths) {
+        const TimedGraph g = capture_graph(launch, copies);
+        auto replay_for = [&](double secs) {  // replays until `secs` have passed; the number of replays
+          int n = 0;
+          const auto t0 = std::chrono::steady_clock::now();
+          do {
+            for (int r = 0; r < 16; ++r, ++n) BENCH_CHECK(cudaGraphLaunch(g.exec, g_stream));
+            BENCH_CHECK(cudaStreamSynchronize(g_stream));
+          } while (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < secs);
+          return n;
+        };
+        replay_for(0.5);  // to the steady clock and power
+        power.begin();
+        const auto t0 = std::chrono::steady_clock::now();
+        const int n = replay_for(seconds);
+        const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const auto r = power.end();
+        BENCH_CHECK(cudaGraphExecDestroy(g.exec));
+        const double calls = double(n) * g.reps, us = wall * 1e6 / calls;
+        const double mj = power.ok() ? r.joules * 1e3 / calls : std::nan("");
+        std::printf("| %s | %lld | %s | %.1f | %.1f | %.0f | %.3f | %.3f | %u (%u) | 0x%llx |\n", model.c_str(),
+                    (long long)m, name.c_str(), us, flops / us * 1e-6, r.watts(), mj, mj * 1e9 / flops,
+                    r.sm_mhz_median, r.sm_mhz_min, r.reasons);
+        std::fflush(stdout);
+      }
+    }
+    BENCH_CHECK(cudaFree(a));
+    BENCH_CHECK(cudaFree(c));
+    rc::gemm_workspace_free(&ws);
+    for (Linear& L : lin) {
+      for (auto& w : L.w4) rc::repacked_weight_free(&w);
+      for (auto& w : L.w8) rc::repacked_weight_free(&w);
+      for (void* d : L.dense) BENCH_CHECK(cudaFree(d));
+    }
+  }
   return 0;
 }
 
@@ -536,6 +670,8 @@ int main(int argc, char** argv) {
   std::vector<int64_t> ms_arg;
   std::string models_arg;
   long long cross_k = 0, cross_n = 0;
+  int cross_bits = 4;
+  double soak_s = 0;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) quick = true;
     else if (std::strcmp(argv[i], "--decode-only") == 0) decode_only = true;
@@ -577,8 +713,15 @@ int main(int argc, char** argv) {
       return 2;
 #endif
     } else if (std::strcmp(argv[i], "--cross") == 0 && i + 1 < argc) {
-      if (std::sscanf(argv[++i], "%lld,%lld", &cross_k, &cross_n) != 2 || cross_k < 1 || cross_n < 1) {
-        std::fprintf(stderr, "bench-gemm: --cross wants K,N\n");
+      const int got = std::sscanf(argv[++i], "%lld,%lld,%d", &cross_k, &cross_n, &cross_bits);
+      if (got < 2 || cross_k < 1 || cross_n < 1 || (cross_bits != 4 && cross_bits != 8)) {
+        std::fprintf(stderr, "bench-gemm: --cross wants K,N[,BITS] (BITS 4 or 8)\n");
+        return 2;
+      }
+    } else if (std::strcmp(argv[i], "--soak") == 0 && i + 1 < argc) {
+      soak_s = std::atof(argv[++i]);
+      if (!(soak_s > 0)) {
+        std::fprintf(stderr, "bench-gemm: --soak wants seconds a path\n");
         return 2;
       }
     } else if (std::strcmp(argv[i], "--shapes") == 0 && i + 1 < argc) models_arg = "," + std::string(argv[++i]) + ",";
@@ -590,7 +733,7 @@ int main(int argc, char** argv) {
   cublasHandle_t cublas;
   if (cublasCreate(&cublas) != CUBLAS_STATUS_SUCCESS) return 1;
   cublasSetStream(cublas, g_stream);
-  if (cross_k > 0) return cross_sweep(cross_k, cross_n, ms_arg, cublas);
+  if (cross_k > 0) return cross_sweep(cross_k, cross_n, cross_bits, ms_arg, cublas);
   const double l2 = prop.l2CacheSize;
   const double copy_gbs = copy_bandwidth_gbs();
   std::printf("# bench-gemm on %s (%d SMs, L2 %.0f MB), copy bandwidth %.0f GB/s (read+write)%s\n", prop.name,
@@ -611,6 +754,12 @@ int main(int argc, char** argv) {
     shapes.erase(std::remove_if(shapes.begin(), shapes.end(),
                                 [&](const Shape& s) { return models_arg.find("," + std::string(s.model) + ",") == std::string::npos; }),
                  shapes.end());
+  if (soak_s > 0) {  // (8B alone unless --shapes names others)
+    if (models_arg.empty())
+      shapes.erase(std::remove_if(shapes.begin(), shapes.end(), [](const Shape& s) { return s.model != std::string("8B"); }),
+                   shapes.end());
+    return soak_layers(shapes, ms_arg, soak_s, cublas);
+  }
   const bool swap_variants = variants && !decode_only;
   // (--ms also sets the swap variants' m in --swap-only runs, which may go past 256.)
   const int64_t max_m = std::max<int64_t>({swap_variants ? 256 : 16, ms.empty() ? 16 : *std::max_element(ms.begin(), ms.end()),
@@ -798,14 +947,21 @@ int main(int argc, char** argv) {
       auto auto_call = [&](int i) {
         BENCH_CHECK(rc::gemm_auto_cached(a, w4[i % c4], dense[i % cd], c, m, ws, cublas, g_stream));
       };
+      // The dual path without a kept copy: the weight dequantized into scratch on every call above its crossover.
+      auto auto_dq_call = [&](int i) {
+        BENCH_CHECK(rc::gemm_auto(a, w4[i], c, m, ws, scratch, cublas, g_stream));
+      };
       if (!interleaved) {
         r.us_auto = time_graph(auto_call, ca);
+        r.us_auto_dq = time_graph(auto_dq_call, c4);
       } else {
-        const std::vector<double> us = time_graphs({q4_call, q8_call, bf16_call, auto_call}, {c4, c8, cd, ca});
+        const std::vector<double> us =
+            time_graphs({q4_call, q8_call, bf16_call, auto_call, auto_dq_call}, {c4, c8, cd, ca, c4});
         r.us_q4 = us[0];
         r.us_q8 = us[1];
         r.us_bf16 = us[2];
         r.us_auto = us[3];
+        r.us_auto_dq = us[4];
       }
       rows.push_back(r);
       std::fprintf(stderr,
@@ -832,6 +988,7 @@ int main(int argc, char** argv) {
         if (r.model == model && r.m == m) {
           sum.us_q4 += r.us_q4, sum.us_q4_decode += r.us_q4_decode, sum.us_q4_t16 += r.us_q4_t16, sum.us_q4_t64 += r.us_q4_t64, sum.us_q8 += r.us_q8, sum.us_dense4 += r.us_dense4;
           sum.us_bf16 += r.us_bf16, sum.us_fp16 += r.us_fp16, sum.us_auto += r.us_auto;
+          sum.us_auto_dq += r.us_auto_dq;
           sum.bytes_q4 += r.bytes_q4, sum.bytes_q8 += r.bytes_q8, sum.flops += r.flops;
         }
       rows.push_back(sum);
@@ -842,25 +999,26 @@ int main(int argc, char** argv) {
   char line[1024];
   md += "| model | linear | k x n | m | INT4 us | INT4 GB/s | INT4 % roofline | INT4 TFLOP/s | INT4 vs cuBLAS BF16 | "
         "INT4 vs cuBLAS FP16 | INT8 us | INT8 % roofline | INT8 vs BF16 | dequant+cuBLAS us | cuBLAS BF16 us | "
-        "cuBLAS FP16 us | dual path (auto, cached copy) us | dual path vs BF16 | INT4 other kernels us |\n";
-  md += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+        "cuBLAS FP16 us | dual path (auto, cached copy) us | dual path vs BF16 | dual path, dequantizing (gemm_auto) "
+        "us | INT4 other kernels us |\n";
+  md += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   bool first = true;
   for (const Row& r : rows) {
     const double roof4 = r.bytes_q4 / (copy_gbs * 1e3), roof8 = r.bytes_q8 / (copy_gbs * 1e3);
     std::snprintf(line, sizeof line,
                   "| %s | %s | %lldx%lld | %lld | %.1f | %.0f | %.0f%% | %.1f | %.2fx | %.2fx | %.1f | %.0f%% | %.2fx | %.1f | "
-                  "%.1f | %.1f | %.1f | %.2fx | %s |\n",
+                  "%.1f | %.1f | %.1f | %.2fx | %.1f | %s |\n",
                   r.model.c_str(), r.name.c_str(), (long long)r.k, (long long)r.n, (long long)r.m, r.us_q4,
                   r.bytes_q4 / (r.us_q4 * 1e3), 100 * roof4 / r.us_q4, r.flops / (r.us_q4 * 1e6), r.us_bf16 / r.us_q4,
                   r.us_fp16 / r.us_q4, r.us_q8, 100 * roof8 / r.us_q8, r.us_bf16 / r.us_q8, r.us_dense4, r.us_bf16,
-                  r.us_fp16, r.us_auto, r.us_bf16 / r.us_auto, other_kernels(r).c_str());
+                  r.us_fp16, r.us_auto, r.us_bf16 / r.us_auto, r.us_auto_dq, other_kernels(r).c_str());
     md += line;
     std::snprintf(line, sizeof line,
                   "%s  {\"model\": \"%s\", \"linear\": \"%s\", \"k\": %lld, \"n\": %lld, \"m\": %lld, \"int4_us\": %.3f, "
-                  "\"int4_decode_us\": %.3f, \"int4_tile16_us\": %.3f, \"int4_tile64_us\": %.3f, \"int8_us\": %.3f, \"dense_int4_us\": %.3f, \"cublas_bf16_us\": %.3f, \"cublas_fp16_us\": %.3f, \"auto_cached_us\": %.3f, "
+                  "\"int4_decode_us\": %.3f, \"int4_tile16_us\": %.3f, \"int4_tile64_us\": %.3f, \"int8_us\": %.3f, \"dense_int4_us\": %.3f, \"cublas_bf16_us\": %.3f, \"cublas_fp16_us\": %.3f, \"auto_cached_us\": %.3f, \"auto_dequant_us\": %.3f, "
                   "\"int4_roofline_us\": %.3f, \"int8_roofline_us\": %.3f, \"flops\": %.0f}",
                   first ? "" : ",\n", r.model.c_str(), r.name.c_str(), (long long)r.k, (long long)r.n, (long long)r.m,
-                  r.us_q4, r.us_q4_decode, r.us_q4_t16, r.us_q4_t64, r.us_q8, r.us_dense4, r.us_bf16, r.us_fp16, r.us_auto, roof4, roof8,
+                  r.us_q4, r.us_q4_decode, r.us_q4_t16, r.us_q4_t64, r.us_q8, r.us_dense4, r.us_bf16, r.us_fp16, r.us_auto, r.us_auto_dq, roof4, roof8,
                   r.flops);
     json += line;
     first = false;
@@ -884,6 +1042,12 @@ int main(int argc, char** argv) {
   for (const Shape& s : shapes) {
     std::snprintf(line, sizeof line, " %s/%s=%lld;", s.model, s.name,
                   (long long)rc::default_dense_crossover_m(s.n, s.k, 4));
+    md += line;
+  }
+  md += "\nDequantizing dual path's (gemm_auto) default crossover on this card (fused up to):";
+  for (const Shape& s : shapes) {
+    std::snprintf(line, sizeof line, " %s/%s=%lld;", s.model, s.name,
+                  (long long)rc::default_dequant_crossover_m(s.n, s.k, 4));
     md += line;
   }
   md += "\n";

@@ -43,7 +43,7 @@ cat "$bld"/*.log > "$out/build.log"
 lib=()
 for s in "${lib_srcs[@]}"; do lib+=("$bld/$(echo "$s" | tr / _).o"); done
 nvcc "$arch" "${lib[@]}" "$bld"/tests_cuda_gpu-check-main.cu.o -lcublas -o "$bld/gpu-check" || exit 1
-nvcc "$arch" "${lib[@]}" "$bld"/bench_gemm.cu.o -lcublas -o "$bld/bench-gemm" || exit 1
+nvcc "$arch" "${lib[@]}" "$bld"/bench_gemm.cu.o -lcublas -ldl -o "$bld/bench-gemm" || exit 1
 echo "kernel resources:"; grep -A2 -E "gemm_quant_kernel|gemm_decode_kernel|gemm_swap_kernel|gemm_strip_kernel|gemm_wide_kernel" "$out/build.log" | grep -E "registers|spill" | sort | uniq -c
 [ $build_only = 1 ] && exit 0
 if [ $trace = 1 ]; then

@@ -163,7 +163,16 @@ int64_t default_dense_crossover_m(int64_t n, int64_t k, int bits);
 // The current device's peak HBM bandwidth in GB/s (memory clock x bus width x 2), 0 where the driver does not say.
 double card_peak_hbm_gbs();
 
-// m <= crossover: gemm_quant; else gemm_dense (scratch must then hold n*k*2 bytes). crossover < 0: default.
+// Crossover m above which gemm_auto, which dequantizes the weight into scratch on every call, takes the cuBLAS path.
+// Not the kept copy's crossover: writing the dense weight out and reading it back costs as much as the product up to
+// a few hundred tokens, so the fused kernel stays ahead several times longer (docs/perf-notes.md, twenty-first
+// session; bench-gemm --cross measures both).
+int64_t dequant_crossover_m_for(int64_t n, int64_t k, int bits, double hbm_gbs);
+// The same for the current device.
+int64_t default_dequant_crossover_m(int64_t n, int64_t k, int bits);
+
+// m <= crossover: gemm_quant; else gemm_dense (scratch must then hold n*k*2 bytes). crossover < 0:
+// default_dequant_crossover_m.
 cudaError_t gemm_auto(const void* a, const RepackedWeight& w, void* c, int64_t m, const GemmWorkspace& ws,
                       void* scratch, cublasHandle_t handle, cudaStream_t stream, int64_t crossover_m = -1);
 

@@ -1,4 +1,4 @@
-// The dual path's default crossover rule (dense.cu): host code only, so it runs in CI without a GPU.
+// The dual paths' default crossover rules (dense.cu): host code only, so they run in CI without a GPU.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -56,6 +56,33 @@ TEST(DenseCrossover, DefaultRunsWithoutADevice) {
   const double gbs = card_peak_hbm_gbs();
   EXPECT_GE(gbs, 0);
   EXPECT_EQ(default_dense_crossover_m(4096, 4096, 4), dense_crossover_m_for(4096, 4096, 4, gbs));
+}
+
+// gemm_auto's crossover (dequantize + cuBLAS on every call above it).
+TEST(DequantCrossover, NeverBelowTheKeptCopys) {
+  // Dequantizing every call only adds to the cuBLAS side: the fused kernel must stay at least as long.
+  for (const Linear& l : kLinears)
+    for (int bits : {4, 8})
+      for (double gbs : {0.0, kH100Gbs, kH200Gbs})
+        EXPECT_GE(dequant_crossover_m_for(l.n, l.k, bits, gbs), dense_crossover_m_for(l.n, l.k, bits, gbs))
+            << l.k << "x" << l.n << " INT" << bits << " at " << gbs << " GB/s";
+}
+
+TEST(DequantCrossover, MeasuredSwitchPoints) {
+  // docs/perf-notes.md, twenty-first session (H200, bench-gemm --cross, the fused call against gemm_dense).
+  EXPECT_EQ(dequant_crossover_m_for(960, 576, 4, kH200Gbs), 32);       // SmolLM2 qkv
+  EXPECT_EQ(dequant_crossover_m_for(576, 1536, 4, kH200Gbs), 32);      // SmolLM2 down
+  EXPECT_EQ(dequant_crossover_m_for(6144, 4096, 4, kH200Gbs), 256);    // 8B qkv
+  EXPECT_EQ(dequant_crossover_m_for(28672, 4096, 4, kH200Gbs), 768);   // 8B gate_up
+  EXPECT_EQ(dequant_crossover_m_for(4096, 14336, 4, kH200Gbs), 768);   // 8B down
+  EXPECT_EQ(dequant_crossover_m_for(57344, 8192, 4, kH200Gbs), 768);   // 70B gate_up
+  EXPECT_EQ(dequant_crossover_m_for(28672, 4096, 8, kH200Gbs), 512);   // 8B gate_up, INT8
+  EXPECT_EQ(dequant_crossover_m_for(10240, 8192, 8, kH200Gbs), 512);   // 70B qkv, INT8
+  EXPECT_EQ(dequant_crossover_m_for(28672, 4096, 4, kH100Gbs), 768);   // the same rule on the H100
+}
+
+TEST(DequantCrossover, DefaultRunsWithoutADevice) {
+  EXPECT_EQ(default_dequant_crossover_m(4096, 4096, 4), dequant_crossover_m_for(4096, 4096, 4, card_peak_hbm_gbs()));
 }
 
 }  // namespace

@@ -239,7 +239,7 @@ enum class Path {
   kQuant, kQuantNoSplit, kQuantTile16, kQuantTile64, kQuantTiled, kDecode, kDecodeLong, kSwap8, kSwap16, kSwap32,
   kSwap64, kSwap128, kSwapMma, kSwapStreamK, kSwapCluster2, kSwapCluster5, kSwapCluster8, kSwapCluster16,
   kSwap16Cluster4, kSwap8Scaled, kSwapPacked, kStrip, kStripOne, kStripPacked, kWide, kWideOne, kWideSplit3, kWideMcast,
-  kWide64, kWide128, kWideStreamK, kWide64StreamK, kDense, kDequant, kAutoCached
+  kWide64, kWide128, kWideStreamK, kWide64StreamK, kDense, kDequant, kAutoCached, kAuto
 };
 inline const char* path_label(Path p) {
   switch (p) {
@@ -278,6 +278,7 @@ inline const char* path_label(Path p) {
     case Path::kDense: return "dense";
     case Path::kDequant: return "dequant";
     case Path::kAutoCached: return "auto-cached";
+    case Path::kAuto: return "auto";
   }
   return "?";
 }
@@ -353,7 +354,7 @@ inline CheckResult check_gemm(Context& ctx, const GemmCase& g, double* err_out =
   DeviceBuffer<uint16_t> d_a(a_bits.size());
   const size_t out_count = dequant_only ? size_t(g.n * g.k) : size_t(g.m * g.n);
   DeviceBuffer<uint16_t> d_c(out_count);
-  const bool dense = g.path == Path::kDense || g.path == Path::kAutoCached;
+  const bool dense = g.path == Path::kDense || g.path == Path::kAutoCached || g.path == Path::kAuto;
   DeviceBuffer<uint16_t> d_scratch(dense ? size_t(g.n * g.k) : 0);
   auto run = [&]() -> CheckResult {
     if (!d_packed.ptr || !d_scales.ptr || !d_a.ptr || !d_c.ptr || !d_scratch.ptr)
@@ -462,6 +463,12 @@ inline CheckResult check_gemm(Context& ctx, const GemmCase& g, double* err_out =
         RTNQ_CHECK_CUDA_OR_FAIL(dequantize_repacked(w, d_scratch.ptr, ctx.stream), label);
         RTNQ_CHECK_CUDA_OR_FAIL(gemm_auto_cached(d_a.ptr, w, d_scratch.ptr, d_c.ptr, g.m, ctx.ws, ctx.cublas, ctx.stream,
                                                  g.m > 100 ? 100 : 1000),
+                                label);
+        break;
+      case Path::kAuto:
+        // Dequantized into scratch on every call above the crossover.
+        RTNQ_CHECK_CUDA_OR_FAIL(gemm_auto(d_a.ptr, w, d_c.ptr, g.m, ctx.ws, d_scratch.ptr, ctx.cublas, ctx.stream,
+                                          g.m > 100 ? 100 : 1000),
                                 label);
         break;
     }
@@ -649,6 +656,8 @@ inline std::vector<GemmCase> gemm_cases() {
       cases.push_back({0, 576, 1536, bits, 64, act, Path::kDequant});
       cases.push_back({300, 1536, 576, bits, 128, act, Path::kAutoCached});  // cuBLAS side (crossover 100)
       cases.push_back({9, 1536, 576, bits, 128, act, Path::kAutoCached});    // fused side (crossover 1000)
+      cases.push_back({300, 1536, 576, bits, 128, act, Path::kAuto});        // dequantize + cuBLAS (crossover 100)
+      cases.push_back({9, 1536, 576, bits, 128, act, Path::kAuto});          // fused side (crossover 1000)
       cases.push_back({0, 300, 200, bits, -1, act, Path::kDequant});
     }
   }
