@@ -8,7 +8,7 @@
 // Usage: bench-gemm [out_dir] [--quick] [--decode-only] [--swap-only] [--no-variants] [--hot] [--ms M1,M2,..]
 //                   [--shapes 8B,70B,..] [--one K,N,M[,NT[,CLUSTER]]] [--one-wide K,N,M[,SPLIT[,TOK]]]
 //                   [--wide-sweep K,N,M[,TOK]] [--wide-ab K,N,M[,TOK]] [--cross K,N[,BITS] [--ms M1,M2,..]]
-//                   [--soak SECONDS [--shapes ..] [--ms ..]]
+//                   [--soak SECONDS [--shapes ..] [--ms ..]] [--tail-ab K,N [--ms ..]]
 //   (writes out_dir/gemm.md and out_dir/gemm.json)
 //   --decode-only: only the decode-kernel variants table (m = 1, 4, 16), for quick A/B runs;
 //   --swap-only: only the swapped-operand kernel's variants table (m = 1..256, or those of --ms);
@@ -20,7 +20,8 @@
 //   INT8) against cuBLAS BF16 on a kept dense copy and against dequantize + cuBLAS at each m (of --ms, or 8-1024),
 //   interleaved: both dual paths' crossovers measured on this card, beside the library's defaults; --soak SECONDS: each model's layer (8B unless --shapes) per path (cuBLAS BF16, fused INT4,
 //   fused INT8) replayed for SECONDS at each m (of --ms, or 256 and 4096): time, power, energy per layer and the SM
-//   clock from NVML (soak_layers);
+//   clock from NVML (soak_layers); --tail-ab K,N: auto just above multiples of 128 tokens with the short tail in
+//   the same call, in a call of its own, and as the library's rule decides (tail_ab);
 //   --no-variants: skip both variants tables; --ms: the m values of the main table; --shapes: only these models;
 //   --hot: no weight rotation (weights that fit stay in L2: the per-call cost without the DRAM stream);
 //   --trace K,N,M[,NT[,CLUSTER]] (builds with -DRTNQ_SWAP_TRACE only): one graph of back-to-back INT4 calls over
@@ -43,6 +44,7 @@
 
 #include "power.h"
 #include "cuda/gemm.h"
+#include "cuda/wide-split.h"
 
 namespace {
 
@@ -353,6 +355,35 @@ int wide_ab(int64_t k, int64_t n, int64_t m, int tokens) {
               "rule %.3f, stream-K / split rule %.3f)\n",
               (long long)k, (long long)n, (long long)m, tokens, name(o[0]).c_str(), auto_us, name(o[1]).c_str(),
               split_us, streamk_us, auto_us / split_us, streamk_us / split_us);
+  return 0;
+}
+
+// --tail-ab K,N [--ms LIST]: gemm_quant's auto choice at m just above multiples of 128 tokens, three ways, their graph
+// replays interleaved (time_graphs): one call (every token tile 128, the last mostly zeros), the short tail forced
+// into a call of its own (up to 64 tokens), and the library's rule (wide_tail_max by weight count). The data behind
+// that rule.
+int tail_ab(int64_t k, int64_t n, std::vector<int64_t> ms) {
+  cudaDeviceProp prop{};
+  BENCH_CHECK(cudaGetDeviceProperties(&prop, 0));
+  if (ms.empty()) ms = {129, 136, 144, 160, 192, 256, 264, 320, 520};
+  const int64_t max_m = *std::max_element(ms.begin(), ms.end());
+  const int copies = copies_for(double(n) * k / 2, prop.l2CacheSize);
+  OneShape s = one_shape(k, n, max_m, 0, 0, copies);
+  rc::GemmOptions one, tail, rule;
+  one.wide_tail = 0;
+  tail.wide_tail = 64;
+  std::printf("# --tail-ab k=%lld n=%lld INT4 on %s: us, medians of 9 interleaved timings; the rule splits off tails "
+              "of up to %lld tokens here\n",
+              (long long)k, (long long)n, prop.name, (long long)rc::detail::wide_tail_max(n * k));
+  std::printf("| m | one call | tail call (up to 64) | rule | tail / one |\n|---|---|---|---|---|\n");
+  for (int64_t m : ms) {
+    auto call = [&](const rc::GemmOptions& o) {
+      return [&, o, m](int i) { BENCH_CHECK(rc::gemm_quant(s.a, s.w[i], s.c, m, s.ws, g_stream, o)); };
+    };
+    const std::vector<double> us = time_graphs({call(one), call(tail), call(rule)}, {copies, copies, copies});
+    std::printf("| %lld | %.1f | %.1f | %.1f | %.3f |\n", (long long)m, us[0], us[1], us[2], us[1] / us[0]);
+    std::fflush(stdout);
+  }
   return 0;
 }
 
@@ -672,6 +703,7 @@ int main(int argc, char** argv) {
   long long cross_k = 0, cross_n = 0;
   int cross_bits = 4;
   double soak_s = 0;
+  long long tail_k = 0, tail_n = 0;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) quick = true;
     else if (std::strcmp(argv[i], "--decode-only") == 0) decode_only = true;
@@ -718,6 +750,11 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "bench-gemm: --cross wants K,N[,BITS] (BITS 4 or 8)\n");
         return 2;
       }
+    } else if (std::strcmp(argv[i], "--tail-ab") == 0 && i + 1 < argc) {
+      if (std::sscanf(argv[++i], "%lld,%lld", &tail_k, &tail_n) != 2 || tail_k < 1 || tail_n < 1) {
+        std::fprintf(stderr, "bench-gemm: --tail-ab wants K,N\n");
+        return 2;
+      }
     } else if (std::strcmp(argv[i], "--soak") == 0 && i + 1 < argc) {
       soak_s = std::atof(argv[++i]);
       if (!(soak_s > 0)) {
@@ -733,6 +770,7 @@ int main(int argc, char** argv) {
   cublasHandle_t cublas;
   if (cublasCreate(&cublas) != CUBLAS_STATUS_SUCCESS) return 1;
   cublasSetStream(cublas, g_stream);
+  if (tail_k > 0) return tail_ab(tail_k, tail_n, ms_arg);
   if (cross_k > 0) return cross_sweep(cross_k, cross_n, cross_bits, ms_arg, cublas);
   const double l2 = prop.l2CacheSize;
   const double copy_gbs = copy_bandwidth_gbs();

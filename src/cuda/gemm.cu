@@ -480,6 +480,13 @@ int wide_tokens_for(int64_t m, const GemmOptions& opt) {
   return opt.wide_tokens != 0 ? opt.wide_tokens : m <= kWideTokensSmall ? kWideTokensSmall : kWideTokensBig;
 }
 
+// The tokens the wide kernel's own call takes under gemm_quant's auto choice: all m, or m less a short tail that
+// runs as a second call (wide_head_m).
+int64_t auto_wide_head_m(int64_t m, int64_t weights, const GemmOptions& opt) {
+  if (opt.wide_tokens != 0) return m;
+  return wide_head_m(m, kWideTokensBig, opt.wide_tail < 0 ? wide_tail_max(weights) : opt.wide_tail);
+}
+
 // The wide kernel's work for one call: token tiles x 256-column groups, each kbs 64-deep stages.
 struct WideWork {
   int64_t m_tiles, groups, tiles;
@@ -675,6 +682,8 @@ cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t 
                                            std::to_string(detail::kWideMaxCluster));
   if (opt.wide_tokens != 0 && opt.wide_tokens != detail::kWideTokensSmall && opt.wide_tokens != detail::kWideTokensBig)
     return fail(cudaErrorInvalidValue, "gemm_quant: wide_tokens must be 0 (auto), 64 or 128");
+  if (opt.wide_tail < -1 || opt.wide_tail > detail::kWideTokensSmall)
+    return fail(cudaErrorInvalidValue, "gemm_quant: wide_tail must be -1 (auto), 0 (never) or 1..64");
   if (opt.kernel == GemmOptions::Kernel::kDecode && m > kDecodeMaxM)
     return fail(cudaErrorInvalidValue, "gemm_quant: the decode kernel takes m <= " + std::to_string(kDecodeMaxM) +
                                            ", got m = " + std::to_string(m));
@@ -709,9 +718,16 @@ cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t 
   const cudaError_t e = with_weight_type(w, [&]<int BITS, typename T>() {
     if (wide) return dispatch_wide<BITS, T>(p, m, ws.bytes, ws.ptr, opt, stream);
     if (automatic && m > kWideAutoMinM && (m > kWideTokensSmall || wide_small_tiles_pay(p.n, p.k))) {
+      // A short tail (wide_head_m) becomes a second call of its own: rows head.. of A and C.
+      const int64_t head = auto_wide_head_m(m, int64_t(p.n) * p.k, opt);
       // A card or driver that cannot run it (clusters, tensor maps) falls back to the swapped-operand kernel.
-      const cudaError_t ew = dispatch_wide<BITS, T>(p, m, ws.bytes, ws.ptr, opt, stream);
-      if (ew != cudaErrorNotSupported) return ew;
+      const cudaError_t ew = dispatch_wide<BITS, T>(p, head, ws.bytes, ws.ptr, opt, stream);
+      if (ew != cudaErrorNotSupported) {
+        if (ew != cudaSuccess || head == m) return ew;
+        const auto* a_tail = static_cast<const unsigned char*>(a) + head * p.k * 2;
+        auto* c_tail = static_cast<unsigned char*>(c) + head * p.n * 2;
+        return gemm_quant(a_tail, w, c_tail, m - head, ws, stream, opt);
+      }
     }
     bool taken = false;
     if (strip || (automatic && m <= kStripAutoMaxM)) {
@@ -729,6 +745,8 @@ cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t 
 int gemm_wide_split_for(const RepackedWeight& w, int64_t m, const GemmWorkspace& ws, const GemmOptions& opt) {
   using namespace detail;
   if (validate_weight(w, "gemm_wide_split_for") != cudaSuccess || m < 1 || m > INT32_MAX / 2) return 0;
+  // (Auto's first call, where it splits off a tail.)
+  if (opt.kernel == GemmOptions::Kernel::kAuto) m = auto_wide_head_m(m, w.shape.n * w.shape.k, opt);
   const int tok = wide_tokens_for(m, opt);
   if (tok != kWideTokensSmall && tok != kWideTokensBig) return 0;
   const WideWork work = wide_work(w.shape.n_pad, w.shape.k_pad, m, tok);

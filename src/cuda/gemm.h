@@ -78,6 +78,11 @@ struct GemmOptions {
   bool wide_auto_streamk = true;
   // Wide kernel: tokens per block tile, 64 or 128; 0 chooses (64 up to m = 64, else 128).
   int wide_tokens = 0;
+  // Auto above 128 tokens: the last m % 128 tokens, where they are few, go to a second call of their own (tiles
+  // sized for them) instead of a 128-token tile that is mostly zeros. -1: where wide-split.h's rule says it pays
+  // (wide_tail_max: tails of up to 32 tokens from 100M weights, 8 from 20M); 0: never; 1..64: tails of up to this
+  // many tokens, whatever the weight.
+  int wide_tail = -1;
   // Wide kernel without split-k: pairs of blocks on neighbouring column groups load each activation tile once for
   // both (TMA multicast in clusters of two). Off by default: slower on every linear timed (H100, 8B gate_up at
   // m = 256: 183.5 vs 165.4 us; docs/perf-notes.md, fifteenth session).
@@ -125,8 +130,9 @@ struct GemmOptions {
 cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t m, const GemmWorkspace& ws,
                        cudaStream_t stream, const GemmOptions& opt = {});
 
-// The k split the wide kernel takes for this call when it runs it (forced, or auto above kWideAutoMinM tokens):
-// blocks per tile, or kWideStreamK; 0 for a weight or m gemm_quant rejects. For benchmarks and tests.
+// The k split the wide kernel takes for this call when it runs it (forced, or auto above kWideAutoMinM tokens; auto:
+// of its first call where it splits off a short tail): blocks per tile, or kWideStreamK; 0 for a weight or m
+// gemm_quant rejects. For benchmarks and tests.
 int gemm_wide_split_for(const RepackedWeight& w, int64_t m, const GemmWorkspace& ws, const GemmOptions& opt = {});
 
 // Dequantizes w into dense [n, k] row-major (dtype w.act). `dense` needs n*k*2 bytes.

@@ -55,4 +55,27 @@ int choose_wide_split(int64_t tiles, int64_t kbs, int64_t sms, int max_cluster, 
   return best;
 }
 
+// A short tail. One call whose last 128-token tile holds few tokens costs a whole tile: 8B gate_up at m = 129 took
+// 96.6 us, at 128 50.5 (H200, twenty-first session, runs 3 and 6). A second call for the tail instead streams the
+// weights once more and pays a call's fixed cost. `bench-gemm --tail-ab` timed both at m = 129-528 on nine Llama
+// linears (one call vs the tail in its own call, us):
+// - from 100M weights (8B and 70B gate_up, 70B down, 405B qkv) the tail's call won at every tail up to 32 tokens,
+//   by 6-42% (8B gate_up at 136: 73.7 vs 104.6); at 48-64 it lost on 70B down (199.5 vs 182.3 at 176);
+// - from 20M (8B qkv and down, 70B qkv and o) it won by 2-30% on tails up to 8 tokens but one (70B qkv at 129 and 136,
+//   7-8% slower: its 128-token call is the weak one, perf-notes "70B qkv at 128"), and lost on longer tails where
+//   the one call's extra tile fits in the SMs its wave leaves idle (8B qkv at 528: 49.5 vs 59.7);
+// - on 8B o (17M) a call's fixed cost is most of a tile's.
+// The largest tail (tokens) split off a weight of `weights`: 32 from 100M weights, 8 from 20M, else none.
+inline constexpr int64_t kWideTailLargeWeights = int64_t(100) << 20;
+inline constexpr int64_t kWideTailMidWeights = int64_t(20) << 20;
+inline constexpr int64_t wide_tail_max(int64_t weights) {
+  return weights >= kWideTailLargeWeights ? 32 : weights >= kWideTailMidWeights ? 8 : 0;
+}
+// The tokens gemm_quant's auto path gives the wide kernel's `tile`-token tiles: m less its last m % tile tokens
+// where m is above one tile and those are at most max_tail (0 < tail <= max_tail <= tile / 2), else m.
+inline constexpr int64_t wide_head_m(int64_t m, int64_t tile, int64_t max_tail) {
+  const int64_t tail = m % tile;
+  return m > tile && tail > 0 && tail <= std::min(max_tail, tile / 2) ? m - tail : m;
+}
+
 }  // namespace rtnq::cuda::detail

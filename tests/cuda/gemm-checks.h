@@ -239,7 +239,7 @@ enum class Path {
   kQuant, kQuantNoSplit, kQuantTile16, kQuantTile64, kQuantTiled, kDecode, kDecodeLong, kSwap8, kSwap16, kSwap32,
   kSwap64, kSwap128, kSwapMma, kSwapStreamK, kSwapCluster2, kSwapCluster5, kSwapCluster8, kSwapCluster16,
   kSwap16Cluster4, kSwap8Scaled, kSwapPacked, kStrip, kStripOne, kStripPacked, kWide, kWideOne, kWideSplit3, kWideMcast,
-  kWide64, kWide128, kWideStreamK, kWide64StreamK, kDense, kDequant, kAutoCached, kAuto
+  kWide64, kWide128, kWideStreamK, kWide64StreamK, kDense, kDequant, kAutoCached, kAuto, kQuantTail
 };
 inline const char* path_label(Path p) {
   switch (p) {
@@ -279,6 +279,7 @@ inline const char* path_label(Path p) {
     case Path::kDequant: return "dequant";
     case Path::kAutoCached: return "auto-cached";
     case Path::kAuto: return "auto";
+    case Path::kQuantTail: return "quant-tail";
   }
   return "?";
 }
@@ -372,6 +373,13 @@ inline CheckResult check_gemm(Context& ctx, const GemmCase& g, double* err_out =
         }
         RTNQ_CHECK_CUDA_OR_FAIL(gemm_quant(d_a.ptr, w, d_c.ptr, g.m, ctx.ws, ctx.stream), label);
         break;
+      case Path::kQuantTail: {
+        // Auto with any tail of up to 64 tokens past a multiple of 128 in a call of its own, whatever the weight.
+        GemmOptions o;
+        o.wide_tail = 64;
+        RTNQ_CHECK_CUDA_OR_FAIL(gemm_quant(d_a.ptr, w, d_c.ptr, g.m, ctx.ws, ctx.stream, o), label);
+        break;
+      }
       case Path::kQuantNoSplit: {
         GemmOptions o;
         o.max_splits = 1;
@@ -553,6 +561,16 @@ inline std::vector<GemmCase> gemm_cases() {
       cases.push_back({37, 333, 200, bits, -1, act, Path::kQuant});
       cases.push_back({50, 576, 576, bits, 64, act, Path::kQuantNoSplit});
       cases.push_back({130, 4096, 4096, bits, 128, act, Path::kQuant});
+      // A short tail past a multiple of 128 tokens in a call of its own (wide_tail_max): 8 tokens on a 25M weight
+      // and 32 on a 117M one (the swapped-operand kernel), 1 after a 256-token head (the strip kernel); and, forced,
+      // 64 (the wide kernel's 64-token tiles) and odd shapes and small groups (tails of 22, 42 and 1 token).
+      cases.push_back({136, 6144, 4096, bits, 128, act, Path::kQuant});
+      cases.push_back({160, 28672, 4096, bits, 128, act, Path::kQuant});
+      cases.push_back({257, 6144, 4096, bits, 64, act, Path::kQuant});
+      cases.push_back({192, 28672, 4096, bits, 128, act, Path::kQuantTail});
+      cases.push_back({150, 1000, 1536, bits, 32, act, Path::kQuantTail});
+      cases.push_back({170, 333, 200, bits, -1, act, Path::kQuantTail});
+      cases.push_back({129, 301, 256, bits, 16, act, Path::kQuantTail});
       // 65-128 tokens on weights up to 6144 wide: two 64-token tiles in clusters (a part-filled second one at 100).
       cases.push_back({100, 6144, 4096, bits, 128, act, Path::kQuant});
       cases.push_back({128, 4096, 14336, bits, 128, act, Path::kQuant});

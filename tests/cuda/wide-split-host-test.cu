@@ -72,5 +72,31 @@ TEST(WideSplit, NoClustersOnACardWithoutThem) {
   EXPECT_EQ(choose_wide_split(72, 256, kSms, kWideMaxCluster, true, none), kWideStreamK);
 }
 
+TEST(WideTail, HeadLeavesOnlyShortTails) {
+  EXPECT_EQ(wide_head_m(192, 128, 64), 128);   // a 64-token tail
+  EXPECT_EQ(wide_head_m(129, 128, 16), 128);   // one token
+  EXPECT_EQ(wide_head_m(1025, 128, 16), 1024);
+  EXPECT_EQ(wide_head_m(150, 128, 16), 150);   // 22 tokens: more than this weight's tails
+  EXPECT_EQ(wide_head_m(200, 128, 64), 200);   // 72: would take a 128-token tile of its own anyway
+  EXPECT_EQ(wide_head_m(200, 128, 100), 200);  // (never more than half a tile)
+  EXPECT_EQ(wide_head_m(256, 128, 64), 256);   // no tail
+  EXPECT_EQ(wide_head_m(100, 128, 64), 100);   // one tile only
+  EXPECT_EQ(wide_head_m(192, 128, 0), 192);    // tails off
+  for (int64_t m = 1; m < 2000; ++m)
+    for (int64_t max_tail : {0, 1, 16, 64}) {
+      const int64_t head = wide_head_m(m, 128, max_tail);
+      ASSERT_TRUE(head == m || (head % 128 == 0 && head >= 128 && m - head >= 1 && m - head <= max_tail)) << m;
+    }
+}
+
+TEST(WideTail, LargeWeightsTakeLongerTails) {
+  // H200, twenty-first session (bench-gemm --tail-ab): a call of its own for the tail against one more 128-token tile.
+  EXPECT_EQ(wide_tail_max(int64_t(4096) * 28672), 32);  // 8B gate_up (117M): 73.7 vs 104.6 us at m = 136
+  EXPECT_EQ(wide_tail_max(int64_t(28672) * 8192), 32);  // 70B down: won up to 32, lost at 48 (199.5 vs 182.3)
+  EXPECT_EQ(wide_tail_max(int64_t(4096) * 6144), 8);    // 8B qkv (25M): won at 8, lost at 16 after 512 tokens
+  EXPECT_EQ(wide_tail_max(int64_t(4096) * 4096), 0);    // 8B o (17M)
+  EXPECT_EQ(wide_tail_max(int64_t(576) * 3072), 0);     // SmolLM2
+}
+
 }  // namespace
 }  // namespace rtnq::cuda::detail
