@@ -18,10 +18,11 @@
 //   own choice) at each split, beside auto and the swapped-operand kernel; --wide-ab K,N,M[,TOK]: its auto choice,
 //   the split rule without stream-K and stream-K forced, interleaved; --cross K,N[,BITS]: the fused call (INT4, or
 //   INT8) against cuBLAS BF16 on a kept dense copy and against dequantize + cuBLAS at each m (of --ms, or 8-1024),
-//   interleaved: both dual paths' crossovers measured on this card, beside the library's defaults; --soak SECONDS: each model's layer (8B unless --shapes) per path (cuBLAS BF16, fused INT4,
-//   fused INT8) replayed for SECONDS at each m (of --ms, or 256 and 4096): time, power, energy per layer and the SM
-//   clock from NVML (soak_layers); --tail-ab K,N: auto just above multiples of 128 tokens with the short tail in
-//   the same call, in a call of its own, and as the library's rule decides (tail_ab);
+//   interleaved: both dual paths' crossovers measured on this card, beside the library's defaults;
+//   --soak SECONDS: each model's layer (8B unless --shapes) per path (cuBLAS BF16, fused INT4, fused INT8) replayed
+//   for SECONDS at each m (of --ms, or 256 and 4096): time, power, energy per layer and the SM clock from NVML
+//   (soak_layers); --tail-ab K,N: auto just above multiples of 128 tokens with the short tail in the same call, in a
+//   call of its own, and as the library's rule decides (tail_ab);
 //   --no-variants: skip both variants tables; --ms: the m values of the main table; --shapes: only these models;
 //   --hot: no weight rotation (weights that fit stay in L2: the per-call cost without the DRAM stream);
 //   --trace K,N,M[,NT[,CLUSTER]] (builds with -DRTNQ_SWAP_TRACE only): one graph of back-to-back INT4 calls over
@@ -413,8 +414,9 @@ int cross_sweep(int64_t k, int64_t n, int bits, std::vector<int64_t> ms, cublasH
   const double hbm = rc::card_peak_hbm_gbs();
   std::printf("# --cross k=%lld n=%lld INT%d on %s (peak HBM %.0f GB/s): us, medians of 9 interleaved timings\n",
               (long long)k, (long long)n, bits, prop.name, hbm);
-  std::printf("| m | fused INT%d | cuBLAS BF16 (kept copy) | dequantize + cuBLAS | fused / kept copy | fused / dequantize "
-              "+ cuBLAS |\n|---|---|---|---|---|---|\n", bits);
+  std::printf("| m | fused INT%d | cuBLAS BF16 (kept copy) | dequantize + cuBLAS | fused / kept copy | "
+              "fused / dequantize + cuBLAS |\n|---|---|---|---|---|---|\n",
+              bits);
   int64_t cross_kept = 0, cross_dq = 0;
   bool lost_kept = false, lost_dq = false;
   for (int64_t m : ms) {
@@ -794,7 +796,8 @@ int main(int argc, char** argv) {
                  shapes.end());
   if (soak_s > 0) {  // (8B alone unless --shapes names others)
     if (models_arg.empty())
-      shapes.erase(std::remove_if(shapes.begin(), shapes.end(), [](const Shape& s) { return s.model != std::string("8B"); }),
+      shapes.erase(std::remove_if(shapes.begin(), shapes.end(),
+                                  [](const Shape& s) { return s.model != std::string("8B"); }),
                    shapes.end());
     return soak_layers(shapes, ms_arg, soak_s, cublas);
   }

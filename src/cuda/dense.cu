@@ -104,19 +104,20 @@ int64_t default_dense_crossover_m(int64_t n, int64_t k, int bits) {
 int64_t dequant_crossover_m_for(int64_t n, int64_t k, int bits, double hbm_gbs) {
   // Measured by bench-gemm --cross on an H200 (twenty-first session, docs/perf-notes.md): the largest m at which the
   // fused call still beats dequantize + cuBLAS, INT4 (fused / dequantize + cuBLAS at that m, then at the next m):
-  //   SmolLM2 qkv, o, gate_up, down (< 8M weights): 32 (0.88-0.96, then 1.02-1.18 at 64);
+  //   SmolLM2 qkv, o, gate_up, down (< 8M weights): 32 (0.72-0.96, then 1.02-1.18 at 64);
   //   8B qkv (25M): 256 (0.84; 1.23 at 384, noisy above); 8B o (17M): 512 (0.96; 1.64 at 640, 0.99 at 1024);
   //   8B gate_up (117M), down (59M), 70B qkv (84M), gate_up (470M), down (235M): 768 (0.92-1.00; 1.01-1.12 at
-  //   1024); 70B o (67M): 640 (0.94; 1.04 at 768); 405B qkv, o, gate_up, down (268M-1.7G): 1024 (0.98-0.99; 1.06-1.07
-  //   at 1536).
+  //   1024); 70B o (67M): 640 (0.94; 1.04 at 768);
+  //   405B qkv, o, gate_up, down (268M-1.7G): 1024 (0.98-0.99; 1.06-1.07 at 1536).
   // Why it sits so far above the kept copy's 48-128: dequantization writes 2 bytes a weight and cuBLAS reads them
   // back, about as long as the product itself takes up to a few hundred tokens. The fused kernel's own cost above
   // ~256 tokens is ~1.2-1.3x cuBLAS's (both compute-bound), so it loses once 0.2-0.3 x cuBLAS's time exceeds the
   // dequantization's: m ~ 5 x the card's BF16 rate / its HBM bandwidth, whatever the shape.
   // The rule: 32 under 8M weights, 256 under 40M, else 768. At every m measured it takes the faster of the two
-  // paths or one at most 4% slower (8B o at 384-512, 70B o at 768, 405B at 1024), except 8B qkv at 640 (fused 0.89,
-  // between 1.06 at 512 and 1.09 at 768: a token-tile effect, not a trend). INT8 (the fused kernel 12-27% slower, its dequantization reading twice the bytes) crossed at 384 on
-  // 8B gate_up (1.005 at 512), 512 on 8B o (1.000) and 640 on 70B qkv (1.03 at 768): 512 from 40M weights.
+  // paths or one at most 4% slower (8B o at 384-512, 70B o at 768, 405B at 1024), except 8B qkv at 640 (fused
+  // 0.89, between 1.06 at 512 and 1.09 at 768: a token-tile effect, not a trend).
+  // INT8 (the fused kernel 12-27% slower, its dequantization reading twice the bytes) crossed at 384 on 8B gate_up
+  // (1.005 at 512), 512 on 8B o (1.000) and 640 on 70B qkv (1.03 at 768): 512 from 40M weights, as INT4 below.
   // The H100's table (seventeenth session: 128, 192, 256, 512, 1024) agrees: at 512 the fused kernel won on 5 of
   // the 6 large linears (0.80-0.97; 70B qkv 1.08), at 1024 it was level or behind (0.99-1.14), at 256 it won
   // everywhere (0.49-0.71). So no per-card split: hbm_gbs is taken for a card that would need one.
@@ -134,7 +135,8 @@ int64_t default_dequant_crossover_m(int64_t n, int64_t k, int bits) {
 
 cudaError_t gemm_auto(const void* a, const RepackedWeight& w, void* c, int64_t m, const GemmWorkspace& ws,
                       void* scratch, cublasHandle_t handle, cudaStream_t stream, int64_t crossover_m) {
-  const int64_t cross = crossover_m >= 0 ? crossover_m : default_dequant_crossover_m(w.shape.n, w.shape.k, w.shape.bits);
+  const int64_t cross =
+      crossover_m >= 0 ? crossover_m : default_dequant_crossover_m(w.shape.n, w.shape.k, w.shape.bits);
   if (m <= cross || scratch == nullptr || handle == nullptr) return gemm_quant(a, w, c, m, ws, stream);
   return gemm_dense(a, w, c, m, scratch, handle, stream);
 }

@@ -700,7 +700,8 @@ inline std::vector<GemmCase> gemm_cases() {
   cases.push_back({48, 16384, 53248, 4, 128, DType::kBF16, Path::kQuant});  // down: 64-token wide tiles
   cases.push_back({65, 18432, 16384, 4, 128, DType::kBF16, Path::kQuant});  // qkv: 128-token wide tiles
   cases.push_back({3, 18432, 16384, 8, -1, DType::kBF16, Path::kQuant});    // qkv, per-channel
-  // qkv with two token tiles (144 tiles on 132 SMs): auto takes stream-K (wide-split.h); INT8, groups of 64.
+  // qkv at 130 tokens: a 128-token head in stream-K (72 tiles on 132 SMs, wide-split.h) and a 2-token tail in a call
+  // of its own (wide_tail_max); INT8, groups of 64.
   cases.push_back({130, 18432, 16384, 8, 64, DType::kF16, Path::kQuant});
   return cases;
 }
