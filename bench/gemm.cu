@@ -261,6 +261,14 @@ std::string other_kernels(const Row& r) {
 bool g_hot = false;
 int copies_for(double bytes, double l2) { return g_hot ? 1 : int(std::clamp(3.0 * l2 / bytes + 1.0, 1.0, 64.0)); }
 
+// The models of these shapes, each once, in their first shape's order (a layer row or soak per model).
+std::vector<std::string> models_of(const std::vector<Shape>& shapes) {
+  std::vector<std::string> models;
+  for (const Shape& s : shapes)
+    if (std::find(models.begin(), models.end(), s.model) == models.end()) models.push_back(s.model);
+  return models;
+}
+
 // One INT4 shape for --one and --trace: `copies` weight copies, a workspace, random activations, and the options
 // (NT: swap_tokens, CLUSTER: swap_cluster; auto when 0).
 struct OneShape {
@@ -462,9 +470,7 @@ int soak_layers(const std::vector<Shape>& shapes, std::vector<int64_t> ms, doubl
   if (!power.ok()) std::fprintf(stderr, "bench-gemm --soak: NVML not available: times only\n");
   if (ms.empty()) ms = {256, 4096};
   const int64_t max_m = *std::max_element(ms.begin(), ms.end());
-  std::vector<std::string> models;
-  for (const Shape& s : shapes)
-    if (std::find(models.begin(), models.end(), s.model) == models.end()) models.push_back(s.model);
+  const std::vector<std::string> models = models_of(shapes);
   const double l2 = prop.l2CacheSize;
   std::printf("# --soak %.1f s a path on %s (%d SMs), power limit %.0f W: a model's 4 linears a call, graph-replayed\n",
               seconds, prop.name, prop.multiProcessorCount, power.limit_w());
@@ -1019,9 +1025,7 @@ int main(int argc, char** argv) {
     BENCH_CHECK(cudaFree(scratch));
   }
   // The issue's comparison row: the four linears of one 8B layer, summed; the same for every other model timed.
-  std::vector<std::string> models;
-  for (const Shape& s : shapes)
-    if (std::find(models.begin(), models.end(), s.model) == models.end()) models.push_back(s.model);
+  const std::vector<std::string> models = models_of(shapes);
   for (const std::string& model : models) {
     for (int64_t m : ms) {
       Row sum{model, "4 linears", 0, 0, m};

@@ -572,13 +572,21 @@ cudaError_t dispatch_wide_as(const GemmParams& base, int64_t m, size_t ws_bytes,
   return cudaSuccess;
 }
 
+// f.template operator()<TOK>() for the token tile wide_tokens_for picks (64, else 128): the one place that maps it
+// to a kernel instance, for the launch and for gemm_wide_split_for.
+template <typename F>
+auto with_wide_tokens(int64_t m, const GemmOptions& opt, F&& f) {
+  return wide_tokens_for(m, opt) == kWideTokensSmall ? f.template operator()<kWideTokensSmall>()
+                                                     : f.template operator()<kWideTokensBig>();
+}
+
 // The wide kernel with the token tile wide_tokens_for picks.
 template <int BITS, typename T>
 cudaError_t dispatch_wide(const GemmParams& base, int64_t m, size_t ws_bytes, void* ws_ptr, const GemmOptions& opt,
                           cudaStream_t stream) {
-  return wide_tokens_for(m, opt) == kWideTokensSmall
-             ? dispatch_wide_as<BITS, T, kWideTokensSmall>(base, m, ws_bytes, ws_ptr, opt, stream)
-             : dispatch_wide_as<BITS, T, kWideTokensBig>(base, m, ws_bytes, ws_ptr, opt, stream);
+  return with_wide_tokens(m, opt, [&]<int TOK>() {
+    return dispatch_wide_as<BITS, T, TOK>(base, m, ws_bytes, ws_ptr, opt, stream);
+  });
 }
 
 // Whether auto takes the wide kernel's 64-token tiles (41-64 tokens) on this weight: where it measured faster than
@@ -752,8 +760,8 @@ int gemm_wide_split_for(const RepackedWeight& w, int64_t m, const GemmWorkspace&
   const WideWork work = wide_work(w.shape.n_pad, w.shape.k_pad, m, tok);
   int split = 0;
   (void)with_weight_type(w, [&]<int BITS, typename T>() {
-    split = tok == kWideTokensSmall ? wide_split_of<BITS, T, kWideTokensSmall>(work, ws.bytes, ws.ptr, opt).split
-                                    : wide_split_of<BITS, T, kWideTokensBig>(work, ws.bytes, ws.ptr, opt).split;
+    split = with_wide_tokens(
+        m, opt, [&]<int TOK>() { return wide_split_of<BITS, T, TOK>(work, ws.bytes, ws.ptr, opt).split; });
     return cudaSuccess;
   });
   clear_error();
