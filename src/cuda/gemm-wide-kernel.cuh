@@ -36,13 +36,8 @@
 
 namespace rtnq::cuda::detail {
 
-// Token tiles: 128 above 64 tokens; 64 up to 64 tokens, where a 128-token tile would multiply half zeros (the
-// dequantization per stage is the same, the MMAs half). The 64-token form uses the same ring, split and hand-off.
-inline constexpr int kWideTokensBig = 128;
-inline constexpr int kWideTokensSmall = 64;
-inline constexpr int kWideStrips = 4;                       // 64-column strips per block
+// The tiling (token tiles, strips per block, k per stage) is wide-split.h's, which the host-side rules share.
 inline constexpr int kWideCols = kWideStrips * 64;          // output columns per block
-inline constexpr int kWideK = 64;                           // k per stage (4 units of 16)
 inline constexpr int kWideConsumers = 256;                  // two warpgroups
 inline constexpr int kWideThreads = kWideConsumers + 128;   // + the producer warpgroup (one warp issues)
 // Registers a thread after setmaxnreg: the consumers take what the producer warpgroup gives back. An SM's four

@@ -474,28 +474,11 @@ int auto_wide_split(int64_t tiles, int kbs, bool streamk) {
                            [](int s) { return gemm_wide_max_clusters<BITS, T, TOK>(s); });
 }
 
-// The wide kernel's token tile for this call: opt.wide_tokens, or by default 64 up to 64 tokens (where a 128-token
-// tile would be half zeros) and 128 above.
-int wide_tokens_for(int64_t m, const GemmOptions& opt) {
-  return opt.wide_tokens != 0 ? opt.wide_tokens : m <= kWideTokensSmall ? kWideTokensSmall : kWideTokensBig;
-}
-
 // The tokens the wide kernel's own call takes under gemm_quant's auto choice: all m, or m less a short tail that
 // runs as a second call (wide_head_m).
 int64_t auto_wide_head_m(int64_t m, int64_t weights, const GemmOptions& opt) {
   if (opt.wide_tokens != 0) return m;
   return wide_head_m(m, kWideTokensBig, opt.wide_tail < 0 ? wide_tail_max(weights) : opt.wide_tail);
-}
-
-// The wide kernel's work for one call: token tiles x 256-column groups, each kbs 64-deep stages.
-struct WideWork {
-  int64_t m_tiles, groups, tiles;
-  int kbs;
-};
-WideWork wide_work(int64_t n_pad, int64_t k_pad, int64_t m, int tok) {
-  const int64_t m_tiles = (m + tok - 1) / tok;
-  const int64_t groups = (n_pad / 64 + kWideStrips - 1) / kWideStrips;
-  return {m_tiles, groups, groups * m_tiles, int(k_pad / kWideK)};
 }
 
 // How the wide kernel splits k for one call, and stream-K's blocks and workspace. Stream-K: one block per SM (a
@@ -666,6 +649,34 @@ cudaError_t validate_weight(const RepackedWeight& w, const char* who) {
     return fail(cudaErrorInvalidValue, std::string(who) + ": weight buffers are null");
   return cudaSuccess;
 }
+// The checks gemm_quant makes of its options and m (after validate_weight): gemm_wide_split_for answers 0 for
+// exactly what gemm_quant rejects.
+cudaError_t validate_options(const RepackedWeight& w, int64_t m, const GemmOptions& opt, const char* who) {
+  if (opt.m_tile_rows != 0 && opt.m_tile_rows != 16 && opt.m_tile_rows != 64)
+    return fail(cudaErrorInvalidValue, std::string(who) + ": m_tile_rows must be 0 (auto), 16 or 64");
+  if (opt.swap_tokens != 0 && opt.swap_tokens != 8 && opt.swap_tokens != 16 && opt.swap_tokens != 32 &&
+      opt.swap_tokens != 64 && opt.swap_tokens != 128)
+    return fail(cudaErrorInvalidValue, std::string(who) + ": swap_tokens must be 0 (auto), 8, 16, 32, 64 or 128");
+  if (opt.swap_cluster < 0 || opt.swap_cluster > kSwapMaxCluster)
+    return fail(cudaErrorInvalidValue, std::string(who) + ": swap_cluster must be 0 (auto), 1 (stream-K) or 2.." +
+                                           std::to_string(kSwapMaxCluster));
+  if (opt.strip_split < 0 || opt.strip_split > kStripMaxSplit || opt.strip_per_sm < 0 || opt.strip_per_sm > 2)
+    return fail(cudaErrorInvalidValue,
+                std::string(who) + ": strip_split must be 0 (auto), 1 or 2, strip_per_sm 0, 1 or 2");
+  if (opt.wide_split < kWideStreamK || opt.wide_split > kWideMaxCluster)
+    return fail(cudaErrorInvalidValue, std::string(who) + ": wide_split must be 0 (auto), -1 (stream-K) or 1.." +
+                                           std::to_string(kWideMaxCluster));
+  if (opt.wide_tokens != 0 && opt.wide_tokens != kWideTokensSmall && opt.wide_tokens != kWideTokensBig)
+    return fail(cudaErrorInvalidValue, std::string(who) + ": wide_tokens must be 0 (auto), 64 or 128");
+  if (opt.wide_tail < -1 || opt.wide_tail > kWideTokensSmall)
+    return fail(cudaErrorInvalidValue, std::string(who) + ": wide_tail must be -1 (auto), 0 (never) or 1..64");
+  if (opt.kernel == GemmOptions::Kernel::kDecode && m > kDecodeMaxM)
+    return fail(cudaErrorInvalidValue, std::string(who) + ": the decode kernel takes m <= " +
+                                           std::to_string(kDecodeMaxM) + ", got m = " + std::to_string(m));
+  if (m < 1 || m > INT32_MAX / 2 || m * w.shape.n > (int64_t(1) << 40))
+    return fail(cudaErrorInvalidValue, std::string(who) + ": m = " + std::to_string(m) + " out of range");
+  return cudaSuccess;
+}
 }  // namespace detail
 
 cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t m, const GemmWorkspace& ws,
@@ -675,28 +686,7 @@ cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t 
   if (a == nullptr || c == nullptr) return fail(cudaErrorInvalidValue, "gemm_quant: a and c must be non-null");
   if (reinterpret_cast<uintptr_t>(a) % 16 != 0)
     return fail(cudaErrorInvalidValue, "gemm_quant: a must be 16-byte aligned (it is read in 16-byte chunks)");
-  if (opt.m_tile_rows != 0 && opt.m_tile_rows != 16 && opt.m_tile_rows != 64)
-    return fail(cudaErrorInvalidValue, "gemm_quant: m_tile_rows must be 0 (auto), 16 or 64");
-  if (opt.swap_tokens != 0 && opt.swap_tokens != 8 && opt.swap_tokens != 16 && opt.swap_tokens != 32 &&
-      opt.swap_tokens != 64 && opt.swap_tokens != 128)
-    return fail(cudaErrorInvalidValue, "gemm_quant: swap_tokens must be 0 (auto), 8, 16, 32, 64 or 128");
-  if (opt.swap_cluster < 0 || opt.swap_cluster > detail::kSwapMaxCluster)
-    return fail(cudaErrorInvalidValue, "gemm_quant: swap_cluster must be 0 (auto), 1 (stream-K) or 2.." +
-                                           std::to_string(detail::kSwapMaxCluster));
-  if (opt.strip_split < 0 || opt.strip_split > detail::kStripMaxSplit || opt.strip_per_sm < 0 || opt.strip_per_sm > 2)
-    return fail(cudaErrorInvalidValue, "gemm_quant: strip_split must be 0 (auto), 1 or 2, strip_per_sm 0, 1 or 2");
-  if (opt.wide_split < kWideStreamK || opt.wide_split > detail::kWideMaxCluster)
-    return fail(cudaErrorInvalidValue, "gemm_quant: wide_split must be 0 (auto), -1 (stream-K) or 1.." +
-                                           std::to_string(detail::kWideMaxCluster));
-  if (opt.wide_tokens != 0 && opt.wide_tokens != detail::kWideTokensSmall && opt.wide_tokens != detail::kWideTokensBig)
-    return fail(cudaErrorInvalidValue, "gemm_quant: wide_tokens must be 0 (auto), 64 or 128");
-  if (opt.wide_tail < -1 || opt.wide_tail > detail::kWideTokensSmall)
-    return fail(cudaErrorInvalidValue, "gemm_quant: wide_tail must be -1 (auto), 0 (never) or 1..64");
-  if (opt.kernel == GemmOptions::Kernel::kDecode && m > kDecodeMaxM)
-    return fail(cudaErrorInvalidValue, "gemm_quant: the decode kernel takes m <= " + std::to_string(kDecodeMaxM) +
-                                           ", got m = " + std::to_string(m));
-  if (m < 1 || m > INT32_MAX / 2 || m * w.shape.n > (int64_t(1) << 40))
-    return fail(cudaErrorInvalidValue, "gemm_quant: m = " + std::to_string(m) + " out of range");
+  if (cudaError_t e = validate_options(w, m, opt, "gemm_quant"); e != cudaSuccess) return e;
   GemmParams p{};
   p.a = a;
   p.w = reinterpret_cast<const uint4*>(w.words);
@@ -752,16 +742,17 @@ cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t 
 
 int gemm_wide_split_for(const RepackedWeight& w, int64_t m, const GemmWorkspace& ws, const GemmOptions& opt) {
   using namespace detail;
-  if (validate_weight(w, "gemm_wide_split_for") != cudaSuccess || m < 1 || m > INT32_MAX / 2) return 0;
+  if (validate_weight(w, "gemm_wide_split_for") != cudaSuccess ||
+      validate_options(w, m, opt, "gemm_wide_split_for") != cudaSuccess)
+    return 0;
   // (Auto's first call, where it splits off a tail.)
   if (opt.kernel == GemmOptions::Kernel::kAuto) m = auto_wide_head_m(m, w.shape.n * w.shape.k, opt);
-  const int tok = wide_tokens_for(m, opt);
-  if (tok != kWideTokensSmall && tok != kWideTokensBig) return 0;
-  const WideWork work = wide_work(w.shape.n_pad, w.shape.k_pad, m, tok);
   int split = 0;
   (void)with_weight_type(w, [&]<int BITS, typename T>() {
-    split = with_wide_tokens(
-        m, opt, [&]<int TOK>() { return wide_split_of<BITS, T, TOK>(work, ws.bytes, ws.ptr, opt).split; });
+    split = with_wide_tokens(m, opt, [&]<int TOK>() {
+      const WideWork work = wide_work(w.shape.n_pad, w.shape.k_pad, m, TOK);
+      return wide_split_of<BITS, T, TOK>(work, ws.bytes, ws.ptr, opt).split;
+    });
     return cudaSuccess;
   });
   clear_error();

@@ -131,8 +131,8 @@ cudaError_t gemm_quant(const void* a, const RepackedWeight& w, void* c, int64_t 
                        cudaStream_t stream, const GemmOptions& opt = {});
 
 // The k split the wide kernel takes for this call when it runs it (forced, or auto above kWideAutoMinM tokens; auto:
-// of its first call where it splits off a short tail): blocks per tile, or kWideStreamK; 0 for a weight or m
-// gemm_quant rejects. For benchmarks and tests.
+// of its first call where it splits off a short tail): blocks per tile, or kWideStreamK; 0 for a weight, m or
+// options gemm_quant rejects. For benchmarks and tests.
 int gemm_wide_split_for(const RepackedWeight& w, int64_t m, const GemmWorkspace& ws, const GemmOptions& opt = {});
 
 // Dequantizes w into dense [n, k] row-major (dtype w.act). `dense` needs n*k*2 bytes.

@@ -1,6 +1,6 @@
-// How the wide kernel (gemm-wide-kernel.cuh) splits k: the rule as a pure function of the tiling and the card, so
-// the host test (tests/cuda/wide-split-host-test.cu) runs it in CI without a GPU. gemm.cu feeds it the card's SM
-// count and the clusters the occupancy query says it holds.
+// How the wide kernel (gemm-wide-kernel.cuh) tiles a call and splits k: the tiling and the rules as pure functions
+// of the shape and the card, so the host test (tests/cuda/wide-split-host-test.cu) runs them in CI without a GPU.
+// gemm.cu feeds them the card's SM count and the clusters the occupancy query says it holds.
 #pragma once
 
 #include <algorithm>
@@ -10,8 +10,33 @@
 
 namespace rtnq::cuda::detail {
 
+// The wide kernel's tiling. Token tiles: 128 above 64 tokens; 64 up to 64 tokens, where a 128-token tile would
+// multiply half zeros (the dequantization per stage is the same, the MMAs half). The 64-token form uses the same
+// ring, split and hand-off.
+inline constexpr int kWideTokensBig = 128;
+inline constexpr int kWideTokensSmall = 64;
+inline constexpr int kWideStrips = 4;  // 64-column strips per block
+inline constexpr int kWideK = 64;      // k per stage (4 units of 16)
+
 // The largest cluster the wide kernel splits a tile over: the portable cluster sizes only.
 inline constexpr int kWideMaxCluster = 8;
+
+// The token tile for a call: opt.wide_tokens, or by default 64 up to 64 tokens and 128 above.
+inline int wide_tokens_for(int64_t m, const GemmOptions& opt) {
+  return opt.wide_tokens != 0 ? opt.wide_tokens : m <= kWideTokensSmall ? kWideTokensSmall : kWideTokensBig;
+}
+
+// The work of one call: token tiles x 256-column groups, each kbs 64-deep stages (n_pad, k_pad: the repacked
+// weight's padded sizes).
+struct WideWork {
+  int64_t m_tiles, groups, tiles;
+  int kbs;
+};
+inline WideWork wide_work(int64_t n_pad, int64_t k_pad, int64_t m, int tok) {
+  const int64_t m_tiles = (m + tok - 1) / tok;
+  const int64_t groups = (n_pad / 64 + kWideStrips - 1) / kWideStrips;
+  return {m_tiles, groups, groups * m_tiles, int(k_pad / kWideK)};
+}
 
 // Costs in 64-deep stages of one block (the unit the kernel's main loop advances by).
 // A cluster split-k hand-off: parking the fp32 tile, one cluster barrier, the distributed-shared-memory sums. A
@@ -29,9 +54,10 @@ inline constexpr int64_t kWideStreamKMinStages = 64;
 // ... and where it undercuts the best split's cost by this much (percent of it).
 inline constexpr int64_t kWideStreamKMaxPct = 97;
 
-// Blocks per tile (1..max_cluster, at most kWideMaxCluster) or kWideStreamK. tiles: token tiles x 256-column groups; kbs: 64-deep stages of
-// a whole tile; sms: the card's SMs (one wide block each); resident(s): clusters of s blocks (2..max_cluster) the
-// card holds at once, 0 where it cannot; streamk: whether the caller's workspace and the range count allow it.
+// Blocks per tile (1..max_cluster, at most kWideMaxCluster) or kWideStreamK. tiles: token tiles x 256-column
+// groups; kbs: 64-deep stages of a whole tile; sms: the card's SMs (one wide block each); resident(s): clusters of
+// s blocks (2..max_cluster) the card holds at once, 0 where it cannot; streamk: whether the caller's workspace and
+// the range count allow it.
 // A split of s costs its waves (tiles over the clusters held at once) times ceil(kbs / s), plus the hand-off where
 // s > 1; the least wins, ties keep the smaller s. Stream-K costs ceil(tiles x kbs / sms) plus its own hand-off: it
 // removes the last wave's idle SMs (405B qkv at m = 128: 72 tiles on 132 SMs), which the splits cannot where their

@@ -19,11 +19,14 @@ int h200_resident(int s) {
   return s >= 2 && s <= 8 ? kHeld[s] : 0;
 }
 
-// The rule for a [k x n] weight at m tokens, with the token tile gemm_quant takes (64 up to 64 tokens, else 128).
+// The work of a call on a [k x n] weight at m tokens, with the token tile gemm_quant takes by default (the shapes
+// here need no padding).
+WideWork work_for(int64_t k, int64_t n, int64_t m) { return wide_work(n, k, m, wide_tokens_for(m, GemmOptions{})); }
+
+// The rule for that call.
 int split_for(int64_t k, int64_t n, int64_t m, bool streamk = true) {
-  const int64_t tok = m <= 64 ? 64 : 128;
-  const int64_t tiles = (n + 255) / 256 * ((m + tok - 1) / tok);
-  return choose_wide_split(tiles, k / 64, kSms, kWideMaxCluster, streamk, h200_resident);
+  const WideWork w = work_for(k, n, m);
+  return choose_wide_split(w.tiles, w.kbs, kSms, kWideMaxCluster, streamk, h200_resident);
 }
 
 TEST(WideSplit, StreamKWhereTheSplitsLeaveSmsIdle) {
@@ -59,9 +62,9 @@ TEST(WideSplit, StreamKOnlyWhenAllowedAndLong) {
         const int split = split_for(k, n, m, false);
         EXPECT_GE(split, 1) << k << "x" << n << " m=" << m;
         EXPECT_LE(split, kWideMaxCluster);
-        const int64_t tok = m <= 64 ? 64 : 128;
-        const int64_t units = (n + 255) / 256 * ((m + tok - 1) / tok) * (k / 64);
-        if (split_for(k, n, m) == kWideStreamK) EXPECT_GE(units, kWideStreamKMinStages * kSms) << k << "x" << n;
+        const WideWork w = work_for(k, n, m);
+        if (split_for(k, n, m) == kWideStreamK)
+          EXPECT_GE(w.tiles * w.kbs, kWideStreamKMinStages * kSms) << k << "x" << n << " m=" << m;
       }
 }
 
